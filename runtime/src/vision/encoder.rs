@@ -1,0 +1,285 @@
+//! SAIL-ViT + pixel shuffle + `mlp1` as a ggml graph, from `NAME.mmproj.gguf`.
+//!
+//! The graph follows SAIL's `modeling_sailvit.py` / `extract_feature` step by step and names
+//! each step's output (`patch_embd`, `blk.N.out`, `shuffle`, `mlp1.out`, …) so parity tools can
+//! dump it. Deliberate choices, each measured against the reference (spec §7):
+//! - the patch embedding is im2col in f32 + matmul (`ggml_conv_2d` rounds pixels to f16);
+//! - RMSNorm, then the position embedding (SAIL's order, not mtmd's);
+//! - attention as matmul + softmax in f32 (flash attention's f16 K/V costs ~1e-3);
+//! - exact erf GELU in the projector.
+
+use crate::ggml::{Backend, BackendError, Context, GraphError, Scheduler, Tensor, Weights};
+use crate::gguf::GgufFile;
+use crate::model::names::{instances, Dims};
+use crate::model::{FilePart, HparamsError, LlmHparams, PsVersion, VisionHparams};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error(transparent)]
+    Hparams(#[from] HparamsError),
+    #[error("{file}: {problems}")]
+    Tensors { file: PathBuf, problems: String },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("pixel buffer of {got} values, expected {tiles} tiles × 3 × {size} × {size}")]
+    Pixels { got: usize, tiles: usize, size: u32 },
+}
+
+/// Where and how the encoder runs.
+#[derive(Debug, Clone)]
+pub struct EncoderParams {
+    pub n_threads: usize,
+    /// Activation memory per batch of tiles; tiles are encoded in batches that fit.
+    pub memory_budget: usize,
+    /// ggml device name (`CPU`, `Vulkan0`, `CUDA0`, …); None = CPU.
+    pub device: Option<String>,
+}
+
+impl Default for EncoderParams {
+    fn default() -> Self {
+        EncoderParams { n_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4), memory_budget: 1 << 30, device: None }
+    }
+}
+
+/// A loaded vision tower.
+#[derive(Debug)]
+pub struct VisionEncoder {
+    pub hp: VisionHparams,
+    weights: Weights,
+    // Backends after weights: the weight buffer must be freed before its backend.
+    backends: Vec<Backend>,
+}
+
+impl VisionEncoder {
+    /// Loads `NAME.mmproj.gguf`, checking every tensor's presence and shape first.
+    /// `llm`, when given, must agree on the hidden size the projector produces.
+    pub fn load(path: &Path, llm: Option<&LlmHparams>, params: &EncoderParams) -> Result<VisionEncoder, VisionError> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let hp = VisionHparams::from_gguf(&file)?;
+        // The table resolves projector dims against the LLM width; the vision file records it.
+        let llm_dims = LlmHparams {
+            n_embd: hp.proj_dim,
+            ..llm.cloned().unwrap_or(LlmHparams {
+                arch: crate::model::LlmArch::Qwen3,
+                n_vocab: 0,
+                n_embd: hp.proj_dim,
+                n_layer: 0,
+                n_head: 1,
+                n_head_kv: 1,
+                head_dim: 1,
+                n_ff: 0,
+                n_ctx_train: 0,
+                rope_theta: 0.0,
+                rms_eps: 0.0,
+                moe: None,
+            })
+        };
+        if let Some(l) = llm {
+            if l.n_embd != hp.proj_dim {
+                return Err(VisionError::Tensors {
+                    file: path.to_path_buf(),
+                    problems: format!(
+                        "this vision file projects to {} dimensions but the language model's hidden size is {}: it belongs to another model",
+                        hp.proj_dim, l.n_embd
+                    ),
+                });
+            }
+        }
+        let dims = Dims { llm: &llm_dims, vision: Some(&hp) };
+        let mut problems = Vec::new();
+        let mut infos = Vec::new();
+        for inst in instances(&llm_dims, Some(&hp), true).iter().filter(|i| i.entry().file == FilePart::Vision) {
+            let want = dims.shape(inst.entry().ne);
+            match file.tensor(&inst.gguf) {
+                None => problems.push(format!("missing tensor {} (expected {want:?})", inst.gguf)),
+                Some(t) if t.ne != want => problems.push(format!("tensor {} has shape {:?}, expected {want:?}", inst.gguf, t.ne)),
+                Some(t) => infos.push(t),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(VisionError::Tensors { file: path.to_path_buf(), problems: problems.join("; ") });
+        }
+        let mut backends = Vec::new();
+        if let Some(d) = params.device.as_deref().filter(|d| !d.eq_ignore_ascii_case("cpu")) {
+            backends.push(Backend::by_name(d)?);
+        }
+        backends.push(Backend::cpu(params.n_threads)?);
+        let weights = Weights::load(file.clone(), &infos, &backends[0])?;
+        Ok(VisionEncoder { hp, weights, backends })
+    }
+
+    pub fn set_threads(&mut self, n: usize) {
+        for b in &mut self.backends {
+            b.set_threads(n);
+        }
+    }
+
+    pub fn weights_are_mapped(&self) -> bool {
+        self.weights.is_mapped()
+    }
+
+    fn w(&self, name: &str) -> Tensor<'_> {
+        self.weights.get(name).unwrap_or_else(|| panic!("weight {name} checked at load"))
+    }
+
+    /// Activation bytes one tile needs at peak (attention scores dominate).
+    pub fn bytes_per_tile(&self) -> usize {
+        let n = self.hp.n_positions() as usize;
+        let c = self.hp.n_embd as usize;
+        let f = self.hp.n_ff as usize;
+        let scores = n * n * self.hp.n_head as usize * 4 * 2;
+        let acts = n * (3 * c + 3 * f + 6 * c) * 4;
+        scores + acts
+    }
+
+    /// Tiles per graph under the memory budget (at least one).
+    pub fn batch_size(&self, budget: usize) -> usize {
+        (budget / self.bytes_per_tile().max(1)).max(1)
+    }
+
+    /// Encodes `n_tiles` normalised tiles (`pixels` = [T, 3, S, S], planar) into
+    /// [T · tokens_per_tile, proj_dim] rows, in tile order.
+    pub fn encode(&self, pixels: &[f32], n_tiles: usize, memory_budget: usize) -> Result<Vec<f32>, VisionError> {
+        let s = self.hp.image_size;
+        let per = 3 * (s as usize) * (s as usize);
+        if pixels.len() != n_tiles * per || n_tiles == 0 {
+            return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: s });
+        }
+        let batch = self.batch_size(memory_budget).min(n_tiles);
+        let mut out = Vec::with_capacity(n_tiles * (self.hp.tokens_per_tile() * self.hp.proj_dim) as usize);
+        for start in (0..n_tiles).step_by(batch) {
+            let n = batch.min(n_tiles - start);
+            out.extend(self.run(&pixels[start * per..(start + n) * per], n, None)?.0);
+        }
+        Ok(out)
+    }
+
+    /// Encodes one batch and also returns the named intermediates in `dump` (for parity tools).
+    pub fn encode_with_dumps(&self, pixels: &[f32], n_tiles: usize, dump: &[&str]) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
+        let s = self.hp.image_size as usize;
+        if pixels.len() != n_tiles * 3 * s * s || n_tiles == 0 {
+            return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: self.hp.image_size });
+        }
+        self.run(pixels, n_tiles, Some(dump))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn run(&self, pixels: &[f32], t: usize, dump: Option<&[&str]>) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
+        let graph_size = 64 + 32 * self.hp.n_layer as usize;
+        let ctx = Context::new(graph_size * 2, graph_size)?;
+        let (input, out) = self.build(&ctx, t)?;
+        let mut outputs = vec![out];
+        if let Some(names) = dump {
+            for n in names {
+                if let Some(x) = ctx.get(n) {
+                    outputs.push(x.set_output());
+                }
+            }
+        }
+        let graph = ctx.build_graph(graph_size, &outputs);
+        let backends: Vec<&Backend> = self.backends.iter().collect();
+        let mut sched = Scheduler::new(&backends, graph_size)?;
+        sched.alloc(&graph)?;
+        input.set_f32(pixels)?;
+        sched.compute(&graph)?;
+        let result = out.get_f32()?;
+        let mut dumps = Vec::new();
+        for x in &outputs[1..] {
+            dumps.push((x.name(), x.ne().to_vec(), x.get_f32()?));
+        }
+        Ok((result, dumps))
+    }
+
+    /// The graph for `t` tiles; returns (pixel input, projector output).
+    fn build<'a>(&'a self, ctx: &'a Context, t: usize) -> Result<(Tensor<'a>, Tensor<'a>), VisionError> {
+        let hp = &self.hp;
+        let (s, p, c) = (hp.image_size as i64, hp.patch_size as i64, hp.n_embd as i64);
+        let g = s / p; // patches per side
+        let n = g * g; // tokens per tile
+        let t = t as i64;
+        let heads = hp.n_head as i64;
+        let hd = c / heads;
+        let eps = hp.rms_eps;
+
+        // 0. pixels [S(x), S(y), 3, T]
+        let input = ctx.new_tensor(crate::ggml::GgmlType::F32, &[s, s, 3, t])?.set_name("pixels").set_input();
+
+        // 1. patch embedding: im2col (f32) · proj.weight + proj.bias → [C, N, T]
+        let kernel = self.w("v.patch_embd.weight"); // [P, P, 3, C]
+        let cols = ctx.im2col_patches(kernel, input)?; // [3·P·P, G, G, T]
+        let cols = ctx.reshape(cols, &[3 * p * p, n * t])?;
+        let k2 = ctx.reshape(kernel, &[3 * p * p, c])?;
+        let x = ctx.mul_mat(k2, cols)?; // [C, N·T]
+        let x = ctx.add(x, self.w("v.patch_embd.bias"))?;
+        let x = ctx.reshape(x, &[c, n, t])?.set_name("patch_embd");
+
+        // 2. patchifier.norm (RMSNorm), then 3. + pos_embed (first N rows, no interpolation)
+        let x = ctx.mul(ctx.rms_norm(x, eps)?, self.w("v.patch_norm.weight"))?;
+        let x = x.set_name("patch_norm");
+        let mut x = ctx.add(x, self.w("v.position_embd.weight"))?.set_name("embeddings");
+
+        // 4. blocks; select_layer picks the raw output of block k, or (−1) the post-normed last
+        let last_block = if hp.select_layer < 0 { hp.n_layer as i64 + hp.select_layer as i64 } else { hp.select_layer as i64 };
+        let run_blocks = if hp.select_layer == -1 { hp.n_layer as i64 } else { last_block + 1 };
+        for i in 0..run_blocks {
+            let b = |n: &str| format!("v.blk.{i}.{n}");
+            // 4a. attention: x += proj(MHA(norm_1(x)))
+            let h = ctx.mul(ctx.rms_norm(x, eps)?, self.w(&b("ln1.weight")))?;
+            let qkv = ctx.mul_mat(self.w(&b("attn_qkv.weight")), h)?; // [3C, N, T]
+            let row = qkv.nb()[1];
+            let split = |k: i64| -> Result<Tensor<'a>, GraphError> {
+                // columns [k·C, (k+1)·C) of qkv, as [hd, heads, N, T] then [hd, N, heads, T]
+                let v = ctx.view_3d(qkv, [c, n, t], row, qkv.nb()[2], (k * c) as usize * 4)?;
+                let v = ctx.cont(v)?;
+                let v = ctx.reshape(v, &[hd, heads, n, t])?;
+                ctx.permute(v, [0, 2, 1, 3])
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = ctx.mul_mat(k, q)?; // [N_k, N_q, heads, T]
+            let probs = ctx.soft_max_scaled(scores, 1.0 / (hd as f32).sqrt())?;
+            let vt = ctx.cont(ctx.permute(v, [1, 0, 2, 3])?)?; // [N, hd, heads, T]
+            let attn = ctx.mul_mat(vt, probs)?; // [hd, N_q, heads, T]
+            let attn = ctx.cont(ctx.permute(attn, [0, 2, 1, 3])?)?; // [hd, heads, N, T]
+            let attn = ctx.reshape(attn, &[c, n, t])?;
+            let attn = ctx.mul_mat(self.w(&b("attn_out.weight")), attn)?;
+            x = ctx.add(x, attn)?.set_name(&format!("blk.{i}.attn_out"));
+            // 4b. MLP: x += fc2(silu(fc1(h)) · fc3(h)), h = norm_2(x)
+            let h = ctx.mul(ctx.rms_norm(x, eps)?, self.w(&b("ln2.weight")))?;
+            let gate = ctx.mul_mat(self.w(&b("ffn_gate.weight")), h)?;
+            let up = ctx.mul_mat(self.w(&b("ffn_up.weight")), h)?;
+            let down = ctx.mul_mat(self.w(&b("ffn_down.weight")), ctx.swiglu_split(gate, up)?)?;
+            x = ctx.add(x, down)?.set_name(&format!("blk.{i}.out"));
+        }
+        // 5. post_trunk_norm only for select_layer −1
+        if hp.select_layer == -1 {
+            x = ctx.mul(ctx.rms_norm(x, eps)?, self.w("v.post_ln.weight"))?.set_name("post_norm");
+        }
+
+        // 6. pixel shuffle (scale r): [C, G(x), G(y), T] → [C·r², G/r, G/r, T]
+        let r = hp.scale() as i64;
+        let mut f = ctx.reshape(x, &[c, g, g, t])?;
+        if hp.ps_version == PsVersion::V1 {
+            // v1 skips the final transpose: the same shuffle on the transposed grid
+            f = ctx.cont(ctx.permute(f, [0, 2, 1, 3])?)?;
+        }
+        let f = ctx.reshape(f, &[c * r, g / r, r, (g / r) * t])?; // [(x%r)·C + c, x2, y%r, y2·T]
+        let f = ctx.cont(ctx.permute(f, [0, 2, 1, 3])?)?; // [(x%r)·C + c, y%r, x2, y2·T]
+        let f = ctx.reshape(f, &[c * r * r, (g / r) * (g / r) * t])?; // channel (y%r)·rC + (x%r)·C + c
+        let f = f.set_name("shuffle");
+
+        // 7. mlp1: LayerNorm → Linear → GELU(erf) → Linear
+        let y = ctx.norm(f, hp.proj_ln_eps)?;
+        let y = ctx.add(ctx.mul(y, self.w("mm.model.mlp.0.weight"))?, self.w("mm.model.mlp.0.bias"))?;
+        let y = ctx.add(ctx.mul_mat(self.w("mm.model.mlp.1.weight"), y)?, self.w("mm.model.mlp.1.bias"))?;
+        let y = ctx.gelu_erf(y)?;
+        let y = ctx.add(ctx.mul_mat(self.w("mm.model.mlp.3.weight"), y)?, self.w("mm.model.mlp.3.bias"))?;
+        let y = y.set_name("mlp1.out").set_output();
+        Ok((input, y))
+    }
+}

@@ -1,0 +1,3 @@
+pub mod preprocess;
+pub mod resize;
+pub mod tiling;

@@ -1,0 +1,39 @@
+//! Golden cases: expected outputs of the independent Python reference, with the exact
+//! generator arguments that recreate their inputs.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub dir: PathBuf,
+    pub json: Value,
+}
+
+impl Case {
+    /// A case from `../shared/reference/golden/NAME` or, failing that, `tests/golden/NAME`.
+    pub fn load(name: &str) -> Result<Case> {
+        let shared = crate::shared().join("reference/golden").join(name);
+        let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
+        let dir = if shared.join("case.json").exists() { shared } else { local };
+        let text = std::fs::read_to_string(dir.join("case.json")).with_context(|| format!("golden case {name}"))?;
+        Ok(Case { dir, json: serde_json::from_str(&text)? })
+    }
+
+    pub fn generator_argv(&self) -> Vec<String> {
+        self.json["generator"]["argv"].as_array().expect("generator.argv").iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    }
+
+    pub fn expected(&self) -> &Value {
+        &self.json["expected"]
+    }
+
+    pub fn input_ids(&self) -> Vec<i32> {
+        self.expected()["input_ids"].as_array().expect("input_ids").iter().map(|v| v.as_i64().unwrap() as i32).collect()
+    }
+
+    pub fn last_logits(&self) -> Result<Vec<f32>> {
+        Ok(crate::npy::read_f32(&self.dir.join("last_logits.npy"))?.data)
+    }
+}

@@ -1,0 +1,72 @@
+//! Shared helpers for sail's integration tests: golden cases from the independent reference,
+//! tiny checkpoints generated on demand (and cached per build), `.npy` I/O, error metrics, and
+//! a llama.cpp harness for checking the language GGUF directly.
+
+pub mod golden;
+pub mod llama;
+pub mod metrics;
+pub mod npy;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// `../shared` (or `$SAIL_SHARED`).
+pub fn shared() -> PathBuf {
+    sail_gen::shared_dir().expect("the shared folder (../shared or $SAIL_SHARED) is needed by the tests")
+}
+
+/// A per-build scratch folder for generated checkpoints and converted models.
+pub fn scratch() -> PathBuf {
+    let base = std::env::var_os("SAIL_TEST_SCRATCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sail-test-cache"));
+    std::fs::create_dir_all(&base).expect("create the test scratch folder");
+    base
+}
+
+static GEN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Generates (once per argument list; cached across test runs) a checkpoint with
+/// `sail-gen ckpt` arguments `argv`, and returns its folder.
+pub fn checkpoint(argv: &[&str]) -> PathBuf {
+    let _g = GEN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let key = hex_digest(argv.join(" ").as_bytes());
+    let dir = scratch().join(format!("ckpt-{}", &key[..16]));
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut full: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    full.extend(["--out".to_string(), dir.display().to_string()]);
+    let args = sail_gen::ckpt::Args::from_argv(&full).expect("generator arguments");
+    sail_gen::ckpt::generate(&args).expect("generate a checkpoint");
+    std::fs::write(&done, b"").expect("mark checkpoint complete");
+    dir
+}
+
+/// Converts `ckpt` with `flags` (sail-convert's preset and vision flags) into the scratch
+/// folder, once per (checkpoint, flags); returns the language GGUF's path.
+pub fn converted(ckpt: &Path, name: &str, preset: sail_quant::Preset, vision: sail_quant::VisionType) -> PathBuf {
+    let _g = GEN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let key = hex_digest(format!("{}|{:?}|{:?}", ckpt.display(), preset, vision).as_bytes());
+    let out = scratch().join(format!("{name}-{}-{}.gguf", preset.flag(), &key[..12]));
+    if out.exists() && sail_convert::vision_path_for(&out).exists() {
+        return out;
+    }
+    let opts = sail_convert::Options {
+        input: ckpt.to_path_buf(),
+        output: out.clone(),
+        preset,
+        vision_type: vision,
+        threads: 0,
+        progress: false,
+    };
+    sail_convert::convert(&opts, &std::sync::atomic::AtomicBool::new(false)).expect("conversion");
+    out
+}
+
+pub fn hex_digest(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
