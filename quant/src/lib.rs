@@ -188,8 +188,9 @@ mod tests {
         assert_eq!(p.choose(entry("blk.{bid}.ffn_gate_inp.weight"), &[2048, 128], Some(0), 28).ty, GgmlType::F32);
         assert_eq!(p.choose(entry("v.blk.{bid}.attn_qkv.weight"), &[1536, 4608], Some(0), 24).ty, GgmlType::F16);
         assert_eq!(p.choose(entry("v.position_embd.weight"), &[1536, 1024], None, 24).ty, GgmlType::F32);
-        // the M mix gives 1/8 + 1/8 + a third of the middle to the high type: 11 of 28 layers
-        assert_eq!((0..28).filter(|&l| use_more_bits(l, 28)).count(), 11);
+        // llama.cpp's rule for 28 layers: 0-2, 24-27 and every third from 5: 14 of 28
+        let more: Vec<usize> = (0..28).filter(|&l| use_more_bits(l, 28)).collect();
+        assert_eq!(more, vec![0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 24, 25, 26, 27]);
     }
 
     #[test]
@@ -197,7 +198,7 @@ mod tests {
         let p = Policy::new(Preset::Q4K, VisionType::Q8_0);
         let c = p.choose(entry("blk.{bid}.attn_q.weight"), &[64, 64], Some(1), 2);
         assert_eq!(c, Choice { ty: GgmlType::Q5_0, fallback_from: Some(GgmlType::Q4_K) });
-        let c = p.choose(entry("blk.{bid}.ffn_down.weight"), &[48, 64], Some(0), 2);
+        let c = p.choose(entry("blk.{bid}.ffn_down.weight"), &[48, 64], Some(1), 2);
         assert_eq!(c, Choice { ty: GgmlType::F16, fallback_from: Some(GgmlType::Q6_K) });
         // 14-wide conv rows cannot be q8_0
         let c = p.choose(entry("v.patch_embd.weight"), &[14, 14, 3, 1536], None, 24);

@@ -313,7 +313,7 @@ def build_corpus(imgdir):
     exif = Image.Exif()
     exif[0x0112] = 6
     add("exif_rot_png_320x200", save("exif_rot_png_320x200", Image.fromarray(pattern(200, 320, 114), "RGB"), exif=exif), "exif", 224)
-    add("exif_rot_jpeg_320x200", save("exif_rot_jpeg_320x200", Image.fromarray(pattern(200, 320, 115), "RGB"), "jpg", quality=90, exif=exif), "exif", 224, compare="decoded")
+    add("exif_rot_jpeg_320x200", save("exif_rot_jpeg_320x200", Image.fromarray(pattern(200, 320, 115), "RGB"), "jpg", quality=90, exif=exif), "jpeg", 224, compare="decoded")
 
     # The non-dynamic path (convert first, then resize) for modes where the order matters.
     for case, fname in [("single_rgba_640x400", "rgba_640x400.png"), ("single_p_400x300", "p_400x300.png"),
