@@ -10,3 +10,4 @@ pub mod ggml;
 pub mod gguf;
 pub mod model;
 pub mod text;
+pub mod vision;

@@ -37,3 +37,27 @@ impl Case {
         Ok(crate::npy::read_f32(&self.dir.join("last_logits.npy"))?.data)
     }
 }
+
+impl Case {
+    /// Writes the case's generated test image into the scratch folder and returns its path.
+    pub fn image(&self) -> Option<PathBuf> {
+        let im = self.json.get("image").filter(|v| !v.is_null())?;
+        let (w, h, s) = (im["width"].as_u64()? as usize, im["height"].as_u64()? as usize, im["seed"].as_u64()?);
+        let path = crate::scratch().join(format!("img-{w}x{h}-{s}.png"));
+        if !path.exists() {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            sail_gen::image::write_png(&tmp, w, h, s).expect("write test image");
+            std::fs::rename(&tmp, &path).expect("rename test image");
+        }
+        Some(path)
+    }
+
+    /// Tiles the reference used (from `expected.tiles`, or the preprocess record).
+    pub fn tiles(&self) -> usize {
+        self.expected()["tiles"].as_u64().or_else(|| self.json["preprocess"]["tiles"].as_u64()).unwrap_or(0) as usize
+    }
+
+    pub fn vision_embeds(&self) -> Result<crate::npy::Array> {
+        crate::npy::read_f32(&self.dir.join("vision_embeds.npy"))
+    }
+}

@@ -7,12 +7,14 @@
 
 mod backend;
 mod graph;
+mod llama;
 mod mmap;
 mod types;
 mod weights;
 
 pub use backend::{devices, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Scheduler};
 pub use graph::{Context, Graph, GraphError, Tensor};
+pub use llama::{init as llama_init, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams, Sampler, SamplerParams};
 pub use mmap::MappedFile;
 pub use types::{GgmlType, QuantizeError};
 pub use weights::Weights;

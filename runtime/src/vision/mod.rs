@@ -1,3 +1,4 @@
 pub mod preprocess;
 pub mod resize;
 pub mod tiling;
+pub mod encoder;
