@@ -255,27 +255,26 @@ fn write_file(
     let planned = jobs.iter().map(|j| j.planned.clone()).collect();
     let mut w = GgufWriter::start(BufWriter::with_capacity(8 << 20, file), kvs, planned)
         .map_err(|e| ConvertError::io(path, e))?;
-    let mut buf: Vec<f32> = Vec::new();
-    let mut part: Vec<f32> = Vec::new();
     for j in jobs {
         if cancel.load(Ordering::Relaxed) {
             return Err(ConvertError::Interrupted);
         }
         bar.set_message(j.planned.name.clone());
         // Decode (and stack experts) into one f32 buffer, checking every value is finite.
-        buf.clear();
+        // Sized for this tensor: a buffer kept from the largest tensor would pin its memory.
+        let mut buf: Vec<f32> = Vec::with_capacity(j.planned.ne.iter().product::<u64>() as usize);
         for (src, hf) in j.sources.iter().zip(&j.inst.hf) {
-            let (nan, inf) = ck.to_f32(src, &mut part);
+            let before = buf.len();
+            let (nan, inf) = ck.append_f32(src, &mut buf);
             if nan + inf > 0 {
                 return Err(ConvertError::NonFinite {
                     tensor: hf.clone(),
                     file: ck.path(src).to_path_buf(),
                     nan,
                     inf,
-                    total: part.len(),
+                    total: buf.len() - before,
                 });
             }
-            buf.extend_from_slice(&part);
         }
         let n0 = j.planned.ne[0] as usize;
         let data = pool.install(|| j.planned.ty.quantize(&buf, n0))?;

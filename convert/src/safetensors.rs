@@ -128,18 +128,19 @@ impl Checkpoint {
         self.files[t.file].release_range(t.start, t.end - t.start);
     }
 
-    /// Decodes a tensor to f32, counting NaN and infinite values.
-    pub fn to_f32(&self, t: &TensorRef, out: &mut Vec<f32>) -> (usize, usize) {
+    /// Appends a tensor's values as f32 to `out`, counting NaN and infinite values among them.
+    pub fn append_f32(&self, t: &TensorRef, out: &mut Vec<f32>) -> (usize, usize) {
         let b = self.bytes(t);
-        out.clear();
+        let start = out.len();
         out.reserve(b.len() / t.dtype.size());
         match t.dtype {
             Dtype::F32 => out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
             Dtype::BF16 => out.extend(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
             Dtype::F16 => out.extend(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())),
         }
-        let nan = out.iter().filter(|v| v.is_nan()).count();
-        let inf = out.iter().filter(|v| v.is_infinite()).count();
+        let new = &out[start..];
+        let nan = new.iter().filter(|v| v.is_nan()).count();
+        let inf = new.iter().filter(|v| v.is_infinite()).count();
         (nan, inf)
     }
 }

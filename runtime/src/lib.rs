@@ -9,5 +9,7 @@
 pub mod ggml;
 pub mod gguf;
 pub mod model;
+pub mod npy;
+pub mod session;
 pub mod text;
 pub mod vision;
