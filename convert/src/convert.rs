@@ -79,6 +79,9 @@ fn temp_path(final_path: &Path) -> PathBuf {
     final_path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
+/// Values converted per step (16 MiB of f32).
+const CHUNK_VALUES: usize = 4 << 20;
+
 /// One output tensor with where its data comes from.
 struct Job {
     inst: Instance,
@@ -255,34 +258,43 @@ fn write_file(
     let planned = jobs.iter().map(|j| j.planned.clone()).collect();
     let mut w = GgufWriter::start(BufWriter::with_capacity(8 << 20, file), kvs, planned)
         .map_err(|e| ConvertError::io(path, e))?;
+    let mut buf: Vec<f32> = Vec::with_capacity(CHUNK_VALUES);
     for j in jobs {
         if cancel.load(Ordering::Relaxed) {
             return Err(ConvertError::Interrupted);
         }
         bar.set_message(j.planned.name.clone());
-        // Decode (and stack experts) into one f32 buffer, checking every value is finite.
-        // Sized for this tensor: a buffer kept from the largest tensor would pin its memory.
-        let mut buf: Vec<f32> = Vec::with_capacity(j.planned.ne.iter().product::<u64>() as usize);
+        // Row chunks of about 16 MiB of f32: memory stays flat whatever the tensor's size.
+        // Experts are stacked outermost, so their rows simply follow one another.
+        let n0 = j.planned.ne[0] as usize;
+        let rows_per_chunk = (CHUNK_VALUES / n0).max(1);
+        w.begin_tensor(&j.planned.name).map_err(|e| ConvertError::io(path, e))?;
         for (src, hf) in j.sources.iter().zip(&j.inst.hf) {
-            let before = buf.len();
-            let (nan, inf) = ck.append_f32(src, &mut buf);
+            let rows = src.shape.iter().product::<u64>() as usize / n0;
+            let (mut nan, mut inf) = (0, 0);
+            for row0 in (0..rows).step_by(rows_per_chunk) {
+                let n = rows_per_chunk.min(rows - row0);
+                let (a, b) = ck.rows_f32(src, n0, row0, n, &mut buf);
+                nan += a;
+                inf += b;
+                if nan + inf == 0 {
+                    let data = pool.install(|| j.planned.ty.quantize(&buf, n0))?;
+                    w.write_data(&data).map_err(|e| ConvertError::io(path, e))?;
+                }
+                ck.release_rows(src, n0, row0, n);
+                bar.inc((n * n0 * src.dtype.size()) as u64);
+            }
             if nan + inf > 0 {
                 return Err(ConvertError::NonFinite {
                     tensor: hf.clone(),
                     file: ck.path(src).to_path_buf(),
                     nan,
                     inf,
-                    total: buf.len() - before,
+                    total: rows * n0,
                 });
             }
         }
-        let n0 = j.planned.ne[0] as usize;
-        let data = pool.install(|| j.planned.ty.quantize(&buf, n0))?;
-        w.write_tensor(&j.planned.name, &data).map_err(|e| ConvertError::io(path, e))?;
-        for src in &j.sources {
-            ck.release(src);
-            bar.inc((src.end - src.start) as u64);
-        }
+        w.end_tensor().map_err(|e| ConvertError::io(path, e))?;
     }
     let (bw, size) = w.finish().map_err(|e| ConvertError::io(path, e))?;
     let file = bw.into_inner().map_err(|e| ConvertError::io(path, e.into_error()))?;

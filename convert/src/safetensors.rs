@@ -122,26 +122,27 @@ impl Checkpoint {
         self.files[t.file].path()
     }
 
-    /// Drops a tensor's pages from this process's resident set once it has been converted, so
-    /// resident memory tracks the tensor in flight, not the bytes read so far.
-    pub fn release(&self, t: &TensorRef) {
-        self.files[t.file].release_range(t.start, t.end - t.start);
-    }
-
-    /// Appends a tensor's values as f32 to `out`, counting NaN and infinite values among them.
-    pub fn append_f32(&self, t: &TensorRef, out: &mut Vec<f32>) -> (usize, usize) {
-        let b = self.bytes(t);
-        let start = out.len();
-        out.reserve(b.len() / t.dtype.size());
+    /// Decodes rows `[row0, row0 + rows)` of a tensor (rows of `n_per_row` values) into `out`
+    /// as f32, returning the number of NaN and infinite values among them.
+    pub fn rows_f32(&self, t: &TensorRef, n_per_row: usize, row0: usize, rows: usize, out: &mut Vec<f32>) -> (usize, usize) {
+        let es = t.dtype.size();
+        let b = &self.bytes(t)[row0 * n_per_row * es..(row0 + rows) * n_per_row * es];
+        out.clear();
         match t.dtype {
             Dtype::F32 => out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
             Dtype::BF16 => out.extend(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
             Dtype::F16 => out.extend(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())),
         }
-        let new = &out[start..];
-        let nan = new.iter().filter(|v| v.is_nan()).count();
-        let inf = new.iter().filter(|v| v.is_infinite()).count();
+        let nan = out.iter().filter(|v| v.is_nan()).count();
+        let inf = out.iter().filter(|v| v.is_infinite()).count();
         (nan, inf)
+    }
+
+    /// Drops converted rows' pages from this process's resident set, so resident memory
+    /// tracks the chunk in flight, not the bytes read so far.
+    pub fn release_rows(&self, t: &TensorRef, n_per_row: usize, row0: usize, rows: usize) {
+        let es = t.dtype.size();
+        self.files[t.file].release_range(t.start + row0 * n_per_row * es, rows * n_per_row * es);
     }
 }
 

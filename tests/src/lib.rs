@@ -15,13 +15,33 @@ pub fn shared() -> PathBuf {
     sail_gen::shared_dir().expect("the shared folder (../shared or $SAIL_SHARED) is needed by the tests")
 }
 
-/// A per-build scratch folder for generated checkpoints and converted models.
+/// A scratch folder for generated checkpoints and converted models, private to this build of
+/// the calling test binary: its name includes the binary's size and modification time, so a
+/// rebuilt converter never sees files an older one wrote. Folders of other builds older than
+/// two hours are removed.
 pub fn scratch() -> PathBuf {
-    let base = std::env::var_os("SAIL_TEST_SCRATCH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sail-test-cache"));
-    std::fs::create_dir_all(&base).expect("create the test scratch folder");
-    base
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::var_os("SAIL_TEST_SCRATCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("sail-test-cache"));
+        let exe = std::env::current_exe().expect("test binary path");
+        let meta = std::fs::metadata(&exe).expect("test binary metadata");
+        let stamp = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let key = hex_digest(format!("{}|{}|{stamp}", exe.display(), meta.len()).as_bytes());
+        let dir = base.join(&key[..16]);
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 7200);
+                if e.path() != dir && old {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        std::fs::create_dir_all(&dir).expect("create the test scratch folder");
+        dir
+    })
+    .clone()
 }
 
 static GEN_LOCK: Mutex<()> = Mutex::new(());

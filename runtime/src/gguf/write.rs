@@ -27,6 +27,8 @@ pub struct GgufWriter<W: Write> {
     tensors: Vec<PlannedTensor>,
     next: usize,
     written: u64,
+    /// Bytes of the current tensor written so far.
+    in_tensor: Option<usize>,
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -104,7 +106,7 @@ impl<W: Write> GgufWriter<W> {
         }
         h.resize(h.len() + pad_len(h.len() as u64) as usize, 0);
         out.write_all(&h)?;
-        Ok(GgufWriter { out, tensors, next: 0, written: h.len() as u64 })
+        Ok(GgufWriter { out, tensors, next: 0, written: h.len() as u64, in_tensor: None })
     }
 
     /// Name of the tensor whose data is expected next.
@@ -114,24 +116,42 @@ impl<W: Write> GgufWriter<W> {
 
     /// Appends the next tensor's bytes (with alignment padding).
     pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.begin_tensor(name)?;
+        self.write_data(data)?;
+        self.end_tensor()
+    }
+
+    /// Starts the next tensor; its bytes follow in any number of [`Self::write_data`] calls.
+    pub fn begin_tensor(&mut self, name: &str) -> io::Result<()> {
         let t = self.tensors.get(self.next).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("tensor {name}: no more tensors planned"))
         })?;
-        if t.name != name || t.n_bytes() != data.len() {
+        if t.name != name || self.in_tensor.is_some() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("tensor {name} written where {} was planned", t.name)));
+        }
+        self.in_tensor = Some(0);
+        Ok(())
+    }
+
+    pub fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
+        let done = self.in_tensor.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "write_data outside a tensor"))?;
+        *done += data.len();
+        self.out.write_all(data)
+    }
+
+    /// Finishes the current tensor, checking its size against the plan, and pads it.
+    pub fn end_tensor(&mut self) -> io::Result<()> {
+        let t = &self.tensors[self.next];
+        let got = self.in_tensor.take().unwrap_or(0);
+        if got != t.n_bytes() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "tensor {name} ({} bytes) written where {} ({} bytes) was planned",
-                    data.len(),
-                    t.name,
-                    t.n_bytes()
-                ),
+                format!("tensor {}: {got} bytes written, {} planned", t.name, t.n_bytes()),
             ));
         }
-        self.out.write_all(data)?;
-        let pad = pad_len(data.len() as u64);
+        let pad = pad_len(got as u64);
         self.out.write_all(&[0u8; GGUF_DEFAULT_ALIGNMENT][..pad as usize])?;
-        self.written += data.len() as u64 + pad;
+        self.written += got as u64 + pad;
         self.next += 1;
         Ok(())
     }
