@@ -13,7 +13,7 @@ use crate::gguf::GgufFile;
 use crate::model::names::{instances, Dims};
 use crate::model::{FilePart, HparamsError, LlmHparams, PsVersion, VisionHparams};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
@@ -52,8 +52,10 @@ impl Default for EncoderParams {
 pub struct VisionEncoder {
     pub hp: VisionHparams,
     weights: Weights,
-    // Backends after weights: the weight buffer must be freed before its backend.
-    backends: Vec<Backend>,
+    // Backends after weights: the weight buffer must be freed before its backend. A backend
+    // computes one graph at a time, so sessions on other threads take turns through the lock
+    // (which also makes a shared `Model` `Sync`).
+    backends: Mutex<Vec<Backend>>,
 }
 
 impl VisionEncoder {
@@ -111,11 +113,11 @@ impl VisionEncoder {
         }
         backends.push(Backend::cpu(params.n_threads)?);
         let weights = Weights::load(file.clone(), &infos, &backends[0])?;
-        Ok(VisionEncoder { hp, weights, backends })
+        Ok(VisionEncoder { hp, weights, backends: Mutex::new(backends) })
     }
 
     pub fn set_threads(&mut self, n: usize) {
-        for b in &mut self.backends {
+        for b in self.backends.get_mut().unwrap_or_else(|e| e.into_inner()) {
             b.set_threads(n);
         }
     }
@@ -171,6 +173,9 @@ impl VisionEncoder {
 
     #[allow(clippy::type_complexity)]
     fn run(&self, pixels: &[f32], t: usize, dump: Option<&[&str]>) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
+        // Held for the whole run: graphs read the shared weight tensors and compute on the
+        // shared backends.
+        let held = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         let graph_size = 64 + 32 * self.hp.n_layer as usize;
         let ctx = Context::new(graph_size * 2, graph_size)?;
         let (input, out) = self.build(&ctx, t)?;
@@ -183,7 +188,7 @@ impl VisionEncoder {
             }
         }
         let graph = ctx.build_graph(graph_size, &outputs);
-        let backends: Vec<&Backend> = self.backends.iter().collect();
+        let backends: Vec<&Backend> = held.iter().collect();
         let mut sched = Scheduler::new(&backends, graph_size)?;
         sched.alloc(&graph)?;
         input.set_f32(pixels)?;
