@@ -115,40 +115,30 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         });
     }
 
-    // ---- language model: prefill + decode through sail's session ----
+    // ---- language model: sail's session between two runs of llama.cpp alone (A/B/A, so a
+    // change in machine load shows up as a gap between the two baseline runs) ----
     let text = "The quick brown fox jumps over the lazy dog. ".repeat(a.prompt_tokens / 8 + 2);
     let mut ids = model.llm.tokenize(&text, false);
     ids.truncate(a.prompt_tokens);
     let prompt = String::from_utf8_lossy(&ids.iter().flat_map(|&t| model.llm.token_bytes(t, false)).collect::<Vec<u8>>()).into_owned();
     let sp = a.model.session_params(&model, None, None);
+    let base1 = llama_alone(&model, &ids, a.gen_tokens, threads, sp.kv_f32)?;
     let mut s = Session::new(model.clone(), sp.clone());
     let gp = GenerateParams { n_predict: a.gen_tokens, ignore_eos: true, ..Default::default() };
     let g = s.generate(&prompt, &gp, |_, _| true)?;
+    drop(s);
+    let base2 = llama_alone(&model, &ids, a.gen_tokens, threads, sp.kv_f32)?;
     report["sail"] = json!({
         "prompt_tokens": g.prompt_token_ids.len(), "prefill_ms": g.timings.prefill_ms, "prefill_tok_s": g.timings.prefill_tok_s(),
         "gen_tokens": g.tokens.len(), "decode_ms": g.timings.decode_ms, "decode_tok_s": g.timings.decode_tok_s(),
+        "note": "chat template around the prompt, so more prompt tokens than --prompt-tokens",
     });
-    drop(s);
-
-    // ---- llama.cpp alone: the same decode loop without sail's session layer ----
-    let n_ctx = (ids.len() + a.gen_tokens + 16) as u32;
-    let mut ctx = LlamaContext::new(model.llm.clone(), &ContextParams { n_ctx, n_batch: 512, n_threads: threads, kv_f32: sp.kv_f32 })?;
-    let t = Instant::now();
-    ctx.decode_tokens(&ids, 0, true)?;
-    let prefill = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut pos = ids.len() as i32;
-    for _ in 0..a.gen_tokens {
-        let l = ctx.logits();
-        let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
-        ctx.decode_tokens(&[tok], pos, true)?;
-        pos += 1;
-    }
-    let decode = t.elapsed().as_secs_f64();
-    let llama_decode = a.gen_tokens as f64 / decode;
+    let llama_decode = (base1.1 + base2.1) / 2.0;
     report["llama_cpp"] = json!({
-        "prefill_tok_s": ids.len() as f64 / prefill, "decode_tok_s": llama_decode,
-        "note": "raw llama_decode loop with argmax, same model, context and threads",
+        "prompt_tokens": ids.len(),
+        "prefill_tok_s": (base1.0 + base2.0) / 2.0, "decode_tok_s": llama_decode,
+        "decode_tok_s_before_after": [base1.1, base2.1],
+        "note": "raw llama_decode loop with argmax (no sampler chain, no session), same model, threads and KV type; run before and after sail's",
     });
     report["decode_ratio_sail_to_llama_cpp"] = json!(g.timings.decode_tok_s() / llama_decode);
     report["peak_rss_bytes"] = json!(peak_rss());
@@ -180,6 +170,25 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         println!("peak RSS: {:.0} MiB", peak_rss() as f64 / 1048576.0);
     }
     Ok(())
+}
+
+/// llama.cpp alone: prefill `ids`, then `n` greedy single-token decodes. Returns tok/s
+/// (prefill, decode).
+fn llama_alone(model: &sail::session::Model, ids: &[i32], n: usize, threads: usize, kv_f32: bool) -> Result<(f64, f64)> {
+    let n_ctx = (ids.len() + n + 16) as u32;
+    let mut ctx = LlamaContext::new(model.llm.clone(), &ContextParams { n_ctx, n_batch: 512, n_threads: threads, kv_f32 })?;
+    let t = Instant::now();
+    ctx.decode_tokens(ids, 0, true)?;
+    let prefill = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut pos = ids.len() as i32;
+    for _ in 0..n {
+        let l = ctx.logits();
+        let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
+        ctx.decode_tokens(&[tok], pos, true)?;
+        pos += 1;
+    }
+    Ok((ids.len() as f64 / prefill, n as f64 / t.elapsed().as_secs_f64()))
 }
 
 fn enc_weight_type(model: &sail::session::Model) -> GgmlType {

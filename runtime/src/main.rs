@@ -66,6 +66,9 @@ pub(crate) struct ModelArgs {
     /// Language-model layers to put on the GPU backend (-1: all).
     #[arg(long = "gpu-layers", default_value_t = 0, allow_negative_numbers = true)]
     gpu_layers: i32,
+    /// Keep the vision encoder on the CPU even with a GPU --backend.
+    #[arg(long = "vision-cpu")]
+    vision_cpu: bool,
     /// Maximum image tiles per image [default: the model's max_dynamic_patch].
     #[arg(long = "max-tiles")]
     max_tiles: Option<u32>,
@@ -89,7 +92,10 @@ impl ModelArgs {
         sail::ggml::llama_init(self.verbose);
         let vision_device = match self.backend {
             BackendArg::Cpu => None,
-            BackendArg::Vulkan | BackendArg::Cuda => Some(gpu_device(self.backend)?),
+            BackendArg::Vulkan | BackendArg::Cuda => {
+                let d = gpu_device(self.backend)?;
+                (!self.vision_cpu).then_some(d)
+            }
         };
         let n_gpu_layers = if matches!(self.backend, BackendArg::Cpu) { 0 } else { self.gpu_layers };
         let p = ModelParams { mmproj: self.mmproj.clone(), n_threads: self.threads(), vision_device, n_gpu_layers, ..Default::default() };

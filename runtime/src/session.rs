@@ -453,16 +453,25 @@ impl Session {
         let ctx = self.ctx.as_mut().expect("context created above");
         let start = self.n_past;
         let last = segs.len() - 1;
-        for (i, seg) in segs.iter().enumerate() {
+        let n_embd = self.model.llm.n_embd_inp();
+        let mut pos = start;
+        let prefill = segs.iter().enumerate().try_for_each(|(i, seg)| {
             match seg {
-                Segment::Tokens(tok) => ctx.decode_tokens(tok, self.n_past, i == last)?,
-                Segment::Image(k) => ctx.decode_embeddings(&rows[*k], self.n_past, i == last)?,
+                Segment::Tokens(tok) => ctx.decode_tokens(tok, pos, i == last)?,
+                Segment::Image(k) => ctx.decode_embeddings(&rows[*k], pos, i == last)?,
             }
-            self.n_past += match seg {
+            pos += match seg {
                 Segment::Tokens(tok) => tok.len() as i32,
-                Segment::Image(k) => (rows[*k].len() / self.model.llm.n_embd_inp()) as i32,
+                Segment::Image(k) => (rows[*k].len() / n_embd) as i32,
             };
+            Ok::<_, LlamaError>(())
+        });
+        if let Err(e) = prefill {
+            // leave the conversation as it was before this turn
+            ctx.truncate(start);
+            return Err(e.into());
         }
+        self.n_past = pos;
         debug_assert_eq!((self.n_past - start) as usize, ids.len());
         timings.prefill_ms = t.elapsed().as_secs_f64() * 1e3;
         timings.prefill_tokens = ids.len();

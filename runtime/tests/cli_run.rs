@@ -18,8 +18,22 @@ fn model_for(case: &Case, name: &str, preset: Preset) -> PathBuf {
     converted(&checkpoint(&argv), name, preset, vision)
 }
 
+/// Runs the built `sail`. `SAIL_BIN_RUNNER` (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`,
+/// set by scripts/test-aarch64.sh) goes in front of it: a cross-built test binary runs under
+/// user-mode QEMU, and without a binfmt_misc handler (containers, CI) it cannot exec an ARM
+/// binary itself.
 fn sail(args: &[&str]) -> Output {
-    Command::new(SAIL).args(args).output().expect("run sail")
+    let runner = std::env::var("SAIL_BIN_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(words).arg(SAIL);
+            c
+        }
+        None => Command::new(SAIL),
+    };
+    cmd.args(args).output().expect("run sail")
 }
 
 fn stderr(o: &Output) -> String {
@@ -234,4 +248,21 @@ fn think_splits_reasoning_from_answer_and_frames_make_one_tile_each() {
 #[allow(dead_code)]
 fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+#[test]
+fn device_listing_and_missing_backends() {
+    let o = sail(&["info", "--devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("CPU"), "no CPU device listed: {out}");
+    assert!(out.contains("cpu features:"), "{out}");
+    let (_, g) = small_dense();
+    for (b, name) in [("vulkan", "Vulkan"), ("cuda", "CUDA")] {
+        let has = out.lines().any(|l| l.contains(&format!(": {name}")));
+        if has {
+            continue; // this build has the backend and a device: nothing to refuse
+        }
+        fails_with(&["run", "-m", g.to_str().unwrap(), "-p", "hi", "--backend", b], &[&format!("--backend {b}: no {name} device"), "--backend cpu"]);
+    }
 }

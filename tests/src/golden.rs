@@ -45,7 +45,9 @@ impl Case {
         let (w, h, s) = (im["width"].as_u64()? as usize, im["height"].as_u64()? as usize, im["seed"].as_u64()?);
         let path = crate::scratch().join(format!("img-{w}x{h}-{s}.png"));
         if !path.exists() {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
             sail_gen::image::write_png(&tmp, w, h, s).expect("write test image");
             std::fs::rename(&tmp, &path).expect("rename test image");
         }

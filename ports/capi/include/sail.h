@@ -231,8 +231,9 @@ sail_status sail_session_generate(sail_session *session, const char *prompt,
 sail_status sail_session_last_info(sail_session *session, struct sail_generation_info *info);
 
 /*
- * Copies up to `capacity` generated token ids of the last generation into `out` (out may be
- * NULL when capacity is 0) and returns how many there are in total (0 for NULL/busy sessions).
+ * Copies up to `capacity` generated token ids of the last generation into `out` (nothing when
+ * out is NULL) and returns how many there are in total (0 for NULL/busy sessions), so
+ * sail_session_last_tokens(s, NULL, 0) is the token count.
  */
 size_t sail_session_last_tokens(sail_session *session, int32_t *out, size_t capacity);
 
@@ -242,7 +243,10 @@ const char *sail_session_last_text(sail_session *session);
 /* Forgets the conversation and queued images (keeps the context allocation). */
 sail_status sail_session_reset(sail_session *session);
 
-/* Frees the session and its KV cache. NULL: no-op. */
+/*
+ * Frees the session and its KV cache. NULL: no-op. A session that is inside a call right now
+ * (e.g. freed from its own token callback) is not freed; the message says so.
+ */
 void sail_session_free(sail_session *session);
 
 #ifdef __cplusplus
