@@ -18,22 +18,25 @@ fn model_for(case: &Case, name: &str, preset: Preset) -> PathBuf {
     converted(&checkpoint(&argv), name, preset, vision)
 }
 
-/// Runs the built `sail`. `SAIL_BIN_RUNNER` (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`,
-/// set by scripts/test-aarch64.sh) goes in front of it: a cross-built test binary runs under
+/// The built `sail`, behind `SAIL_BIN_RUNNER` when that is set (e.g. `qemu-aarch64-static -L
+/// /usr/aarch64-linux-gnu`, by scripts/test-aarch64.sh): a cross-built test binary runs under
 /// user-mode QEMU, and without a binfmt_misc handler (containers, CI) it cannot exec an ARM
 /// binary itself.
-fn sail(args: &[&str]) -> Output {
+fn sail_command() -> Command {
     let runner = std::env::var("SAIL_BIN_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
+    match words.next() {
         Some(prog) => {
             let mut c = Command::new(prog);
             c.args(words).arg(SAIL);
             c
         }
         None => Command::new(SAIL),
-    };
-    cmd.args(args).output().expect("run sail")
+    }
+}
+
+fn sail(args: &[&str]) -> Output {
+    sail_command().args(args).output().expect("run sail")
 }
 
 fn stderr(o: &Output) -> String {
@@ -265,4 +268,32 @@ fn device_listing_and_missing_backends() {
         }
         fails_with(&["run", "-m", g.to_str().unwrap(), "-p", "hi", "--backend", b], &[&format!("--backend {b}: no {name} device"), "--backend cpu"]);
     }
+}
+
+#[test]
+fn chat_keeps_history_and_attaches_images() {
+    use std::io::Write;
+    let (c, g) = small_dense();
+    let mut child = sail_command()
+        .args(["chat", "-m", g.to_str().unwrap(), "-n", "4", "--ignore-eos", "-t", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!("/image {}\nWhat is this?\nAnd now?\n/image /nonexistent.png\n/exit\n", c.image().unwrap().display());
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("image attached: 7 tiles"), "{e}");
+    assert!(e.contains("/nonexistent.png"), "bad /image path not reported: {e}");
+    // two answers of 4 tokens; the second turn continues the same cache (positions grow)
+    let ctx: Vec<usize> = e
+        .lines()
+        .filter_map(|l| l.split("context ").nth(1))
+        .filter_map(|s| s.split('/').next()?.parse().ok())
+        .collect();
+    assert_eq!(ctx.len(), 2, "{e}");
+    assert!(ctx[1] > ctx[0] + 4, "second turn did not extend the first: {ctx:?}");
 }

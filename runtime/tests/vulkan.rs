@@ -10,13 +10,13 @@ use std::process::Command;
 
 const SAIL: &str = env!("CARGO_BIN_EXE_sail");
 
+/// Runs `sail` on lavapipe. Mesa's on-disk shader cache (its default, ~/.cache) is kept across
+/// runs: a cold cache spends minutes compiling ggml-vulkan's pipelines, a warm one a second.
 fn sail_vk(args: &[&str]) -> std::process::Output {
-    let cache = sail_testkit::scratch().join("mesa-shader-cache");
     Command::new(SAIL)
         .args(args)
         // ggml-vulkan ignores CPU-type devices (lavapipe) unless one is selected explicitly
         .env("GGML_VK_VISIBLE_DEVICES", "0")
-        .env("MESA_SHADER_CACHE_DIR", std::env::var_os("MESA_SHADER_CACHE_DIR").unwrap_or(cache.into_os_string()))
         .output()
         .expect("run sail")
 }
@@ -28,10 +28,11 @@ fn vulkan_device_is_listed() {
     assert!(o.status.success() && out.contains("Vulkan0"), "no Vulkan0 device:\n{out}\n{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// Tolerances: lavapipe runs ggml-vulkan's shaders, which accumulate in f16 in places (matmul,
-/// softmax): ~3e-4 relative per op on the ggml op checks. Through 2-3 ViT blocks, the shuffle
-/// and mlp1 that gives ~1e-3 max relative error on the projector output; through the LLM a
-/// logits NMSE around 1e-5. Bounds below are about 5× those.
+/// Tolerances: lavapipe runs ggml-vulkan's shaders, which use f16 in places (~3e-4 relative per
+/// op on ggml's op checks). Measured here with Mesa 25.0 (bookworm-backports): projector max
+/// relative error 5.6e-4 and logits NMSE 6.5e-8 on small-dense. Bounds: projector ≤ 3e-3 and
+/// logits NMSE ≤ 1e-6, about 5× and 15× the measured values (the CPU f32 path is at 8e-7 and
+/// 5e-7, so these bounds allow for fp16 arithmetic and nothing more).
 #[test]
 fn tiny_parity_cases_on_lavapipe() {
     for name in ["small-dense", "moe-portrait-sharded", "small-text"] {
@@ -60,9 +61,9 @@ fn tiny_parity_cases_on_lavapipe() {
             let emb = npy::read_f32(&eo).unwrap();
             let rel = metrics::max_rel(&emb.data, &c.vision_embeds().unwrap().data);
             line += &format!(", projector max rel {rel:.3e}");
-            assert!(rel <= 5e-3, "{name}: projector max rel {rel:.3e} > 5e-3");
+            assert!(rel <= 3e-3, "{name}: projector max rel {rel:.3e} > 3e-3");
         }
         eprintln!("{line}");
-        assert!(nmse <= 1e-4, "{name}: logits NMSE {nmse:.3e} > 1e-4");
+        assert!(nmse <= 1e-6, "{name}: logits NMSE {nmse:.3e} > 1e-6");
     }
 }
