@@ -11,7 +11,8 @@
 # SAIL_AARCH64_ARCH=armv8.2-a+dotprod+i8mm (or another -march value) builds ggml's CPU kernels for
 # that architecture instead (see scripts/cmake/ggml-cpu-arm-arch.cmake) in a target folder of its
 # own, and runs everything under `qemu -cpu max` (QEMU_CPU overrides): such binaries stop with
-# SIGILL on CPUs that lack one of the extensions.
+# SIGILL on CPUs that lack one of the extensions. (ggml's feature line reports DOTPROD and
+# MATMUL_INT8 from the compile flags alone, not from the CPU: only running the kernels tells.)
 #
 # Extra arguments go to `cargo test` (e.g. a test-name filter).
 set -euo pipefail
