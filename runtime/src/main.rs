@@ -111,14 +111,10 @@ impl ModelArgs {
     }
 
     pub(crate) fn session_params(&self, model: &Model, n_ctx: Option<u32>, system: Option<String>) -> SessionParams {
-        let f32_weights = sail::gguf::GgufFile::open(&model.info.path)
-            .ok()
-            .and_then(|f| f.get(sail::model::keys::GENERAL_FILE_TYPE).and_then(|v| v.as_i64()))
-            == Some(0);
         let kv_f32 = match self.kv_type {
             KvType::F32 => true,
             KvType::F16 => false,
-            KvType::Auto => f32_weights,
+            KvType::Auto => model.info.f32_weights,
         };
         SessionParams { n_ctx: n_ctx.unwrap_or(0), n_batch: 512, n_threads: self.threads(), kv_f32, system }
     }

@@ -82,6 +82,9 @@ pub struct ModelInfo {
     pub img_end: i32,
     pub img_context: i32,
     pub tokens_per_tile: usize,
+    /// The language weights are f32 (`general.file_type` 0): sessions default to an f32 KV
+    /// cache so results match the reference exactly; quantized models get f16.
+    pub f32_weights: bool,
 }
 
 /// A loaded model pair, shareable across threads and sessions.
@@ -122,6 +125,7 @@ impl Model {
             img_end: meta_u32(&f, SAIL_TOKEN_IMG_END, &mut problems),
             img_context: meta_u32(&f, SAIL_TOKEN_IMG_CONTEXT, &mut problems),
             tokens_per_tile: meta_u32(&f, SAIL_TOKENS_PER_TILE, &mut problems) as usize,
+            f32_weights: f.get(GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0),
             hp,
         };
         if !problems.is_empty() {

@@ -115,8 +115,6 @@ pub type sail_token_callback = Option<unsafe extern "C" fn(token: i32, piece: *c
 #[derive(Debug)]
 pub struct sail_model {
     model: Arc<Model>,
-    /// What `SAIL_KV_AUTO` means for this model (f32 cache for an f32 file, as the CLI).
-    kv_f32_auto: bool,
 }
 
 /// `sail_session`: a conversation, used by one call at a time.
@@ -456,11 +454,7 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
         mp.n_threads = n;
     }
     let model = Model::load(&path, &mp).map_err(failed(Phase::Load))?;
-    let kv_f32_auto = sail::gguf::GgufFile::open(&model.info.path)
-        .ok()
-        .and_then(|f| f.get(sail::model::keys::GENERAL_FILE_TYPE).and_then(|v| v.as_i64()))
-        == Some(0);
-    Ok(Box::new(sail_model { model: Arc::new(model), kv_f32_auto }))
+    Ok(Box::new(sail_model { model: Arc::new(model) }))
 }
 
 /// `sail_model *sail_model_load(const char *path, struct sail_model_params, sail_status *err)`.
@@ -521,7 +515,7 @@ pub unsafe extern "C" fn sail_model_free(model: *mut sail_model) {
 
 fn new_session(m: &sail_model, p: &sail_session_params, system: Option<String>) -> Result<Box<sail_session>, Failure> {
     let kv_f32 = match p.kv_type {
-        SAIL_KV_AUTO => m.kv_f32_auto,
+        SAIL_KV_AUTO => m.model.info.f32_weights,
         SAIL_KV_F16 => false,
         SAIL_KV_F32 => true,
         k => return Err(Failure::invalid(format!("kv_type {k} is not a sail_kv_type"))),
