@@ -7,13 +7,13 @@ use crate::hf::HfConfig;
 use crate::safetensors::{Checkpoint, TensorRef};
 use crate::tokenizer::Vocab;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sail::ggml::GgmlType;
-use sail::gguf::{GgufWriter, PlannedTensor, Value};
-use sail::model::keys::*;
-use sail::model::names::{instances, Dims, Instance, HF_EMBED_TOKENS, HF_LM_HEAD};
-use sail::model::FilePart;
-use sail::text::template as tpl;
-use sail_quant::{Policy, Preset, VisionType};
+use sail_format::gguf::{GgufWriter, PlannedTensor, Value};
+use sail_format::keys::*;
+use sail_format::names::{instances, Dims, Instance, HF_EMBED_TOKENS, HF_LM_HEAD};
+use sail_format::quant::{Policy, Preset, VisionType};
+use sail_format::template as tpl;
+use sail_format::FilePart;
+use sail_format::GgmlType;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufWriter;
@@ -126,8 +126,8 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
     // ---- 1. the checkpoint against the table: every problem at once ----
     let tied = lm_head_is_tied(&ck);
     let lm_head_absent_ok = cfg.tie_word_embeddings && !ck.tensors.contains_key(HF_LM_HEAD);
-    let insts = instances(&cfg.llm, Some(&cfg.vision), tied);
-    let dims = Dims { llm: &cfg.llm, vision: Some(&cfg.vision) };
+    let insts = instances(Some(&cfg.llm), Some(&cfg.vision), tied);
+    let dims = Dims { llm: Some(&cfg.llm), vision: Some(&cfg.vision) };
     let mut problems = Vec::new();
     let mut used: BTreeSet<&str> = BTreeSet::new();
     if tied && !lm_head_absent_ok {
@@ -139,9 +139,7 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
             used.insert(hf.as_str());
             match ck.tensors.get(hf) {
                 None => problems.push(format!("missing tensor {hf} (expected shape {want:?})")),
-                Some(t) if t.shape != want => {
-                    problems.push(format!("tensor {hf} has shape {:?}, expected {want:?}", t.shape))
-                }
+                Some(t) if t.shape != want => problems.push(format!("tensor {hf} has shape {:?}, expected {want:?}", t.shape)),
                 Some(_) => {}
             }
         }
@@ -179,11 +177,8 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
         jobs[idx].push(Job { inst, planned, sources });
     }
 
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "SAIL-VL2".into());
+    let name =
+        dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "SAIL-VL2".into());
     let llm_path = opts.output.clone();
     let vision_path = vision_path_for(&llm_path);
     let vision_file_name = vision_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -207,7 +202,7 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
         (SAIL_TOKEN_IMG_START.into(), Value::U32(vocab.id(tpl::IMG_START))),
         (SAIL_TOKEN_IMG_END.into(), Value::U32(vocab.id(tpl::IMG_END))),
         (SAIL_TOKEN_IMG_CONTEXT.into(), Value::U32(vocab.id(tpl::IMG_CONTEXT))),
-        (SAIL_TOKENS_PER_TILE.into(), Value::U32(cfg.vision.tokens_per_tile())),
+        (SAIL_TOKENS_PER_TILE.into(), Value::U32(cfg.vision.tokens_per_tile() as u32)),
         (SAIL_TIED_OUTPUT.into(), Value::Bool(tied)),
     ]);
     let mut vis_kvs = cfg.vision.to_kvs();
@@ -220,11 +215,9 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
     if opts.progress {
         bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
     }
     let pool = rayon::ThreadPoolBuilder::new()
@@ -274,8 +267,7 @@ fn write_file(
 ) -> Result<u64, ConvertError> {
     let file = File::create(path).map_err(|e| ConvertError::io(path, e))?;
     let planned = jobs.iter().map(|j| j.planned.clone()).collect();
-    let mut w = GgufWriter::start(BufWriter::with_capacity(8 << 20, file), kvs, planned)
-        .map_err(|e| ConvertError::io(path, e))?;
+    let mut w = GgufWriter::start(BufWriter::with_capacity(8 << 20, file), kvs, planned).map_err(|e| ConvertError::io(path, e))?;
     let mut buf: Vec<f32> = Vec::with_capacity(CHUNK_VALUES);
     for j in jobs {
         if cancel.load(Ordering::Relaxed) {
@@ -296,20 +288,14 @@ fn write_file(
                 nan += a;
                 inf += b;
                 if nan + inf == 0 {
-                    let data = pool.install(|| j.planned.ty.quantize(&buf, n0))?;
+                    let data = pool.install(|| sail_ggml::quantize(j.planned.ty, &buf, n0))?;
                     w.write_data(&data).map_err(|e| ConvertError::io(path, e))?;
                 }
                 ck.release_rows(src, n0, row0, n);
                 bar.inc((n * n0 * src.dtype.size()) as u64);
             }
             if nan + inf > 0 {
-                return Err(ConvertError::NonFinite {
-                    tensor: hf.clone(),
-                    file: ck.path(src).to_path_buf(),
-                    nan,
-                    inf,
-                    total: rows * n0,
-                });
+                return Err(ConvertError::NonFinite { tensor: hf.clone(), file: ck.path(src).to_path_buf(), nan, inf, total: rows * n0 });
             }
         }
         w.end_tensor().map_err(|e| ConvertError::io(path, e))?;

@@ -37,7 +37,7 @@ pub enum ConvertError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
-    Quantize(#[from] sail::ggml::QuantizeError),
+    Quantize(#[from] sail_ggml::QuantizeError),
     #[error("interrupted (no output was kept)")]
     Interrupted,
 }

@@ -6,7 +6,7 @@
 //! is what the released model was evaluated with.
 
 use crate::error::ConvertError;
-use sail::model::{LlmArch, LlmHparams, MoeHparams, PsVersion, VisionHparams};
+use sail_format::{LlmArch, LlmHparams, MoeHparams, PsVersion, VisionHparams};
 use serde_json::Value as J;
 use std::path::Path;
 
@@ -85,12 +85,7 @@ pub(crate) fn read_json(file: &Path) -> Result<J, ConvertError> {
 }
 
 fn unrepresentable(file: &Path, arch: LlmArch, what: &str, why: &str) -> ConvertError {
-    ConvertError::Unrepresentable {
-        file: file.to_path_buf(),
-        arch: arch.gguf_name().into(),
-        what: what.into(),
-        why: why.into(),
-    }
+    ConvertError::Unrepresentable { file: file.to_path_buf(), arch: arch.gguf_name().into(), what: what.into(), why: why.into() }
 }
 
 impl HfConfig {
@@ -142,12 +137,22 @@ impl HfConfig {
         let head_dim = c.u32_or("llm_config.head_dim", n_embd / n_head)?;
         let moe = if arch == LlmArch::Qwen3Moe {
             if !c.bool_or("llm_config.norm_topk_prob", false)? {
-                return Err(unrepresentable(&cfg_path, arch, "norm_topk_prob = false", "llama.cpp always renormalises the top-k expert weights"));
+                return Err(unrepresentable(
+                    &cfg_path,
+                    arch,
+                    "norm_topk_prob = false",
+                    "llama.cpp always renormalises the top-k expert weights",
+                ));
             }
             if c.u32_or("llm_config.decoder_sparse_step", 1)? != 1
                 || c.get("llm_config.mlp_only_layers").and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty())
             {
-                return Err(unrepresentable(&cfg_path, arch, "dense layers in a MoE model (decoder_sparse_step / mlp_only_layers)", "every layer must be sparse"));
+                return Err(unrepresentable(
+                    &cfg_path,
+                    arch,
+                    "dense layers in a MoE model (decoder_sparse_step / mlp_only_layers)",
+                    "every layer must be sparse",
+                ));
             }
             let m = MoeHparams {
                 n_expert: c.u32("llm_config.num_experts")?,
@@ -239,4 +244,3 @@ impl HfConfig {
         })
     }
 }
-

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{ArgGroup, Parser, ValueEnum};
 use sail_convert::{convert, Options};
-use sail_quant::{Preset, VisionType};
+use sail_format::quant::{Preset, VisionType};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,9 @@ enum VisionArg {
 /// names and only appear when both are complete.
 #[derive(Debug, Parser)]
 #[command(name = "sail-convert", version, group(ArgGroup::new("type").args(["f32", "f16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0"])))]
-#[command(after_help = "Examples:\n  sail-convert ./SAIL-VL2-2B -o sail-2b.gguf --q4_k\n  sail-convert ./SAIL-VL2-2B -o sail-2b-f16.gguf --f16 --vision-type f16\n\nThe language model type defaults to f16. --q4_k / --q5_k are llama.cpp-style \"M\" mixes:\nembedding and output head, and some attn_v / ffn_down layers, get Q6_K. Norms, biases, the\nposition embedding and the MoE router always stay f32. A tensor whose rows do not fit a\ntype's block size falls back to the closest type that does, and the summary lists it.")]
+#[command(
+    after_help = "Examples:\n  sail-convert ./SAIL-VL2-2B -o sail-2b.gguf --q4_k\n  sail-convert ./SAIL-VL2-2B -o sail-2b-f16.gguf --f16 --vision-type f16\n\nThe language model type defaults to f16. --q4_k / --q5_k are llama.cpp-style \"M\" mixes:\nembedding and output head, and some attn_v / ffn_down layers, get Q6_K. Norms, biases, the\nposition embedding and the MoE router always stay f32. A tensor whose rows do not fit a\ntype's block size falls back to the closest type that does, and the summary lists it."
+)]
 struct Args {
     /// Hugging Face checkpoint folder (config.json, preprocessor_config.json, tokenizer.json,
     /// model.safetensors or model-*.safetensors + model.safetensors.index.json).
@@ -110,14 +112,7 @@ fn run() -> Result<()> {
             }
         });
     }
-    let opts = Options {
-        input: a.input,
-        output: a.output,
-        preset,
-        vision_type,
-        threads: a.threads,
-        progress: !a.quiet,
-    };
+    let opts = Options { input: a.input, output: a.output, preset, vision_type, threads: a.threads, progress: !a.quiet };
     eprintln!(
         "sail-convert: {} → {} (language {}, vision {})",
         opts.input.display(),

@@ -5,7 +5,7 @@
 //! borrowed from the mapping rather than copied.
 
 use crate::error::ConvertError;
-use sail::ggml::MappedFile;
+use sail_format::MappedFile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -57,18 +57,17 @@ impl Checkpoint {
         let mut expected: Option<BTreeMap<String, String>> = None;
         if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| ConvertError::io(&index, e))?;
-            let j: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| ConvertError::BadJson { file: index.clone(), why: e.to_string() })?;
-            let map = j.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| ConvertError::BadJson {
-                file: index.clone(),
-                why: "no \"weight_map\" object".into(),
-            })?;
+            let j: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ConvertError::BadJson { file: index.clone(), why: e.to_string() })?;
+            let map = j
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| ConvertError::BadJson { file: index.clone(), why: "no \"weight_map\" object".into() })?;
             let mut wm = BTreeMap::new();
             for (k, v) in map {
-                let f = v.as_str().ok_or_else(|| ConvertError::BadJson {
-                    file: index.clone(),
-                    why: format!("weight_map[{k:?}] is not a file name"),
-                })?;
+                let f = v
+                    .as_str()
+                    .ok_or_else(|| ConvertError::BadJson { file: index.clone(), why: format!("weight_map[{k:?}] is not a file name") })?;
                 if f.contains('/') || f.contains('\\') || f == ".." {
                     return Err(ConvertError::BadJson { file: index.clone(), why: format!("shard name {f:?} is not a plain file name") });
                 }
@@ -169,9 +168,7 @@ fn parse_header(path: &Path, b: &[u8], fi: usize) -> Result<Vec<(String, TensorR
             "BF16" => Dtype::BF16,
             "F16" => Dtype::F16,
             "F32" => Dtype::F32,
-            other => {
-                return Err(ConvertError::UnsupportedDtype { tensor: name.clone(), dtype: other.into(), file: path.to_path_buf() })
-            }
+            other => return Err(ConvertError::UnsupportedDtype { tensor: name.clone(), dtype: other.into(), file: path.to_path_buf() }),
         };
         let shape: Vec<u64> = v
             .get("shape")
@@ -193,10 +190,7 @@ fn parse_header(path: &Path, b: &[u8], fi: usize) -> Result<Vec<(String, TensorR
                 format!("tensor {name}: data [{s}, {e}) does not hold shape {shape:?} {dt} within {data_len} data bytes"),
             ));
         }
-        out.push((
-            name.clone(),
-            TensorRef { file: fi, dtype, shape, start: data_start + s as usize, end: data_start + e as usize },
-        ));
+        out.push((name.clone(), TensorRef { file: fi, dtype, shape, start: data_start + s as usize, end: data_start + e as usize }));
     }
     Ok(out)
 }

@@ -7,9 +7,9 @@
 
 use crate::error::ConvertError;
 use crate::hf::read_json;
-use sail::gguf::Value;
-use sail::model::keys::*;
-use sail::text::template as t;
+use sail_format::gguf::Value;
+use sail_format::keys::*;
+use sail_format::template as t;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -69,8 +69,7 @@ impl Vocab {
             }
         }
         let n_real = tokens.iter().rposition(|t| t.is_some()).map(|i| i + 1).unwrap_or(0);
-        let tokens: Vec<String> =
-            tokens.into_iter().enumerate().map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]"))).collect();
+        let tokens: Vec<String> = tokens.into_iter().enumerate().map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]"))).collect();
 
         let merges_json = model.get("merges").and_then(|v| v.as_array()).ok_or_else(|| err("no model.merges".into()))?;
         let mut merges = Vec::with_capacity(merges_json.len());

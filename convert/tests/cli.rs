@@ -57,9 +57,8 @@ fn assert_fails(o: &Output, needles: &[&str], out_dir: &Path) {
         assert!(e.contains(n), "stderr lacks {n:?}:\n{e}");
     }
     assert!(!e.contains("panicked"), "panic:\n{e}");
-    let left: Vec<_> = std::fs::read_dir(out_dir)
-        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(out_dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
     assert!(left.iter().all(|n| !n.contains(".gguf")), "output left behind: {left:?}");
 }
 
@@ -98,10 +97,7 @@ impl St {
         let mut h = serde_json::Map::new();
         let mut data = Vec::new();
         for (k, s, d) in &ts {
-            h.insert(
-                k.clone(),
-                serde_json::json!({"dtype": "BF16", "shape": s, "data_offsets": [data.len(), data.len() + d.len()]}),
-            );
+            h.insert(k.clone(), serde_json::json!({"dtype": "BF16", "shape": s, "data_offsets": [data.len(), data.len() + d.len()]}));
             data.extend_from_slice(d);
         }
         let hj = serde_json::to_vec(&Value::Object(h)).unwrap();
@@ -186,7 +182,11 @@ fn missing_tensor() {
     let p = d.join("model.safetensors");
     read_st(&p).rewrite(&p, |ts| ts.retain(|t| t.0 != "vision_model.trunk.blocks.1.mlp.fc3.weight"));
     let (od, out) = out_of(&d);
-    assert_fails(&run(&[d.to_str().unwrap(), "-o", &out]), &["missing tensor vision_model.trunk.blocks.1.mlp.fc3.weight", "[128, 64]"], &od);
+    assert_fails(
+        &run(&[d.to_str().unwrap(), "-o", &out]),
+        &["missing tensor vision_model.trunk.blocks.1.mlp.fc3.weight", "[128, 64]"],
+        &od,
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! The full-size presets exist for benchmarks. They keep `gen_ckpt.py`'s per-tensor values
 //! (a tensor's bytes depend only on seed, name, shape and dtype) but take their layout from the
-//! real SAIL-VL2-2B files in `shared/models/SAIL-VL2-2B`: `2b` reuses its config, tokenizer and
+//! real SAIL-VL2-2B files in `assets/SAIL-VL2-2B`: `2b` reuses its config, tokenizer and
 //! shard map verbatim; `8b` and `moe` derive the config from it with the LLM sizes of spec §1,
 //! §3.2 and §3.3 and split the weights into ~5 GB shards.
 
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::pyjson::{Json, Style};
 use crate::safetensors::{Progress, TensorSource};
 pub use crate::weights::Dtype;
-use crate::{shared_dir, Error, Result};
+use crate::{model_assets_dir, Error, Result};
 
 /// Files copied from the tokenizer folder (`gen_ckpt.TOKENIZER_FILES`).
 pub const TOKENIZER_FILES: [&str; 7] = [
@@ -32,8 +32,7 @@ pub const TOKENIZER_FILES: [&str; 7] = [
     "chat_template.jinja",
 ];
 /// sha256 of SAIL-VL2-2B's `tokenizer.json`.
-pub const SAIL_VL2_TOKENIZER_JSON_SHA256: &str =
-    "fc7a4004b65007afc1409bed6f57ca23287da9c8889b79974ba6ccb077d30eb9";
+pub const SAIL_VL2_TOKENIZER_JSON_SHA256: &str = "fc7a4004b65007afc1409bed6f57ca23287da9c8889b79974ba6ccb077d30eb9";
 /// `gen_ckpt.GENERATOR_VERSION` this port reproduces.
 pub const GENERATOR_VERSION: u32 = 1;
 /// Target shard size of the `8b` and `moe` presets.
@@ -127,7 +126,7 @@ pub struct Args {
     pub vocab_size: Option<usize>,
     pub tie_word_embeddings: bool,
     pub lm_head: LmHead,
-    /// `None`: `<shared>/fixtures/tokenizer`.
+    /// `None`: the repository's `assets/SAIL-VL2-2B`.
     pub tokenizer_dir: Option<PathBuf>,
     /// Accepted for make_tiny.py compatibility; no effect.
     pub meta_shapes: bool,
@@ -262,7 +261,7 @@ pub struct CkptFlags {
     /// With --tie-word-embeddings: stored lm_head = copy of embed_tokens or its own draw [default: copy]
     #[arg(long, value_enum)]
     pub lm_head: Option<LmHead>,
-    /// Tokenizer files to copy [default: <shared>/fixtures/tokenizer]
+    /// Tokenizer files to copy [default: the repository's assets/SAIL-VL2-2B]
     #[arg(long, value_name = "DIR")]
     pub tokenizer_dir: Option<PathBuf>,
     /// Accepted for make_tiny.py compatibility (no effect: tensors are streamed)
@@ -274,12 +273,7 @@ pub struct CkptFlags {
 }
 
 #[derive(clap::Parser)]
-#[command(
-    name = "gen_ckpt.py",
-    no_binary_name = true,
-    infer_long_args = true,
-    args_override_self = true
-)]
+#[command(name = "gen_ckpt.py", no_binary_name = true, infer_long_args = true, args_override_self = true)]
 struct ArgvParser {
     #[command(flatten)]
     flags: CkptFlags,
@@ -288,27 +282,13 @@ struct ArgvParser {
 impl Args {
     /// The arguments a preset starts from.
     pub fn preset(preset: Preset) -> Args {
-        let full = |f: FullSize| Args {
-            full: Some(f),
-            dtype: Dtype::Bfloat16,
-            progress: true,
-            ..Args::default()
-        };
+        let full = |f: FullSize| Args { full: Some(f), dtype: Dtype::Bfloat16, progress: true, ..Args::default() };
         match preset {
             Preset::Tiny => Args::default(),
-            Preset::TinyMoe => Args {
-                variant: Variant::Moe,
-                ..Args::default()
-            },
-            Preset::Sail2b => Args {
-                tie_word_embeddings: true,
-                ..full(FullSize::Sail2b)
-            },
+            Preset::TinyMoe => Args { variant: Variant::Moe, ..Args::default() },
+            Preset::Sail2b => Args { tie_word_embeddings: true, ..full(FullSize::Sail2b) },
             Preset::Sail8b => full(FullSize::Sail8b),
-            Preset::Moe => Args {
-                variant: Variant::Moe,
-                ..full(FullSize::SailMoe)
-            },
+            Preset::Moe => Args { variant: Variant::Moe, ..full(FullSize::SailMoe) },
         }
     }
 
@@ -349,15 +329,7 @@ impl Args {
             };
         }
         if self.variant != base.variant {
-            push(
-                "--variant",
-                if self.variant == Variant::Moe {
-                    "moe"
-                } else {
-                    "dense"
-                }
-                .into(),
-            );
+            push("--variant", if self.variant == Variant::Moe { "moe" } else { "dense" }.into());
         }
         flag!(seed, "--seed");
         if self.dtype != base.dtype {
@@ -399,14 +371,7 @@ impl Args {
         }
         if self.lm_head != base.lm_head {
             v.push("--lm-head".into());
-            v.push(
-                if self.lm_head == LmHead::Distinct {
-                    "distinct"
-                } else {
-                    "copy"
-                }
-                .into(),
-            );
+            v.push(if self.lm_head == LmHead::Distinct { "distinct" } else { "copy" }.into());
         }
         if let Some(d) = &self.tokenizer_dir {
             v.push("--tokenizer-dir".into());
@@ -451,10 +416,7 @@ impl CkptFlags {
                 fixed.push("--lm-head (8b and moe have untied lm_heads)");
             }
             if !fixed.is_empty() {
-                return Err(Error::InvalidArgs(format!(
-                    "--preset {name} is a full-size layout; it does not take {}",
-                    fixed.join(", ")
-                )));
+                return Err(Error::InvalidArgs(format!("--preset {name} is a full-size layout; it does not take {}", fixed.join(", "))));
             }
         }
         macro_rules! set {
@@ -526,55 +488,21 @@ impl Summary {
         let mut o = Json::object();
         o.set("generator", self.generator.as_str().into());
         o.set("generator_version", self.generator_version.into());
-        o.set(
-            "argv",
-            Json::Array(self.argv.iter().map(|s| s.as_str().into()).collect()),
-        );
-        o.set(
-            "preset",
-            self.preset
-                .as_ref()
-                .map_or(Json::Null, |p| p.as_str().into()),
-        );
-        o.set(
-            "tokenizer_json_sha256",
-            self.tokenizer_json_sha256.as_str().into(),
-        );
+        o.set("argv", Json::Array(self.argv.iter().map(|s| s.as_str().into()).collect()));
+        o.set("preset", self.preset.as_ref().map_or(Json::Null, |p| p.as_str().into()));
+        o.set("tokenizer_json_sha256", self.tokenizer_json_sha256.as_str().into());
         o.set("vocab_size", self.vocab_size.into());
         o.set("num_tensors", self.num_tensors.into());
         o.set("num_params", self.num_params.into());
-        o.set(
-            "num_image_token_per_tile",
-            self.num_image_token_per_tile.into(),
-        );
-        o.set(
-            "weight_files",
-            Json::Array(
-                self.weight_files
-                    .iter()
-                    .map(|s| s.as_str().into())
-                    .collect(),
-            ),
-        );
-        o.set(
-            "sha256",
-            Json::Object(
-                self.sha256
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().into()))
-                    .collect(),
-            ),
-        );
+        o.set("num_image_token_per_tile", self.num_image_token_per_tile.into());
+        o.set("weight_files", Json::Array(self.weight_files.iter().map(|s| s.as_str().into()).collect()));
+        o.set("sha256", Json::Object(self.sha256.iter().map(|(k, v)| (k.clone(), v.as_str().into())).collect()));
         o
     }
 
     /// As `gen_ckpt.py` prints it: `json.dumps(summary, indent=1)`.
     pub fn to_json_string(&self) -> String {
-        let style = Style {
-            indent: Some(1),
-            compact: false,
-            ensure_ascii: true,
-        };
+        let style = Style { indent: Some(1), compact: false, ensure_ascii: true };
         self.to_json().dumps(style)
     }
 }
@@ -612,35 +540,24 @@ impl Plan {
 
 fn read_json(path: &Path) -> Result<Json> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-    Json::parse(&text).map_err(|msg| Error::BadInput {
-        path: path.to_path_buf(),
-        msg,
-    })
+    Json::parse(&text).map_err(|msg| Error::BadInput { path: path.to_path_buf(), msg })
 }
 
 fn bad(path: &Path, msg: impl Into<String>) -> Error {
-    Error::BadInput {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+    Error::BadInput { path: path.to_path_buf(), msg: msg.into() }
 }
 
 /// `gen_ckpt.tokenizer_size`: max(len(vocab.json), max(added_tokens.json ids) + 1).
 pub fn tokenizer_size(dir: &Path) -> Result<usize> {
     let vp = dir.join("vocab.json");
     let vocab = read_json(&vp)?;
-    let n = vocab
-        .as_object()
-        .ok_or_else(|| bad(&vp, "not an object"))?
-        .len();
+    let n = vocab.as_object().ok_or_else(|| bad(&vp, "not an object"))?.len();
     let ap = dir.join("added_tokens.json");
     let added = read_json(&ap)?;
     let items = added.as_object().ok_or_else(|| bad(&ap, "not an object"))?;
     let mut max_id = None::<i128>;
     for (k, v) in items {
-        let id = v
-            .as_i128()
-            .ok_or_else(|| bad(&ap, format!("{k}: id is not an integer")))?;
+        let id = v.as_i128().ok_or_else(|| bad(&ap, format!("{k}: id is not an integer")))?;
         max_id = Some(max_id.map_or(id, |m| m.max(id)));
     }
     let max_id = max_id.ok_or_else(|| bad(&ap, "no added tokens"))?;
@@ -654,9 +571,7 @@ fn py_round(x: f64) -> i128 {
 
 /// `gen_ckpt.tensor_specs(cfg)`: every tensor name (sorted) and shape.
 pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
-    let obj = |j: &Json, k: &str| -> Result<Json, String> {
-        j.get(k).cloned().ok_or_else(|| format!("missing \"{k}\""))
-    };
+    let obj = |j: &Json, k: &str| -> Result<Json, String> { j.get(k).cloned().ok_or_else(|| format!("missing \"{k}\"")) };
     let int = |j: &Json, k: &str| -> Result<usize, String> {
         j.get(k)
             .and_then(Json::as_i128)
@@ -672,11 +587,7 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
     };
     let v = obj(cfg, "vision_config")?;
     let l = obj(cfg, "llm_config")?;
-    let (c, i_vit, p) = (
-        int(&v, "hidden_size")?,
-        int(&v, "intermediate_size")?,
-        int(&v, "patch_size")?,
-    );
+    let (c, i_vit, p) = (int(&v, "hidden_size")?, int(&v, "intermediate_size")?, int(&v, "patch_size")?);
     let s = int_or(cfg, "force_image_size", 0)?;
     let s = if s == 0 { int(&v, "image_size")? } else { s };
     if p == 0 {
@@ -684,37 +595,19 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
     }
     let npatch = (s / p) * (s / p);
     let (h, vocab) = (int(&l, "hidden_size")?, int(&l, "vocab_size")?);
-    let (nh, nkv) = (
-        int(&l, "num_attention_heads")?,
-        int(&l, "num_key_value_heads")?,
-    );
+    let (nh, nkv) = (int(&l, "num_attention_heads")?, int(&l, "num_key_value_heads")?);
     if nh == 0 {
         return Err("num_attention_heads is 0".into());
     }
     let hd = int_or(&l, "head_dim", h / nh)?;
-    let ratio = cfg
-        .get("downsample_ratio")
-        .and_then(Json::as_f64)
-        .ok_or("\"downsample_ratio\" missing")?;
+    let ratio = cfg.get("downsample_ratio").and_then(Json::as_f64).ok_or("\"downsample_ratio\" missing")?;
     let r = usize::try_from(py_round(1.0 / ratio)).map_err(|_| "bad downsample_ratio")?;
     let nch = int_or(&v, "num_channels", 3)?;
     let mut sp: Vec<(String, Vec<usize>)> = vec![
-        (
-            "vision_model.preprocessor.patchifier.proj.weight".into(),
-            vec![c, nch, p, p],
-        ),
-        (
-            "vision_model.preprocessor.patchifier.proj.bias".into(),
-            vec![c],
-        ),
-        (
-            "vision_model.preprocessor.patchifier.norm.weight".into(),
-            vec![c],
-        ),
-        (
-            "vision_model.preprocessor.pos_embed".into(),
-            vec![1, npatch, c],
-        ),
+        ("vision_model.preprocessor.patchifier.proj.weight".into(), vec![c, nch, p, p]),
+        ("vision_model.preprocessor.patchifier.proj.bias".into(), vec![c]),
+        ("vision_model.preprocessor.patchifier.norm.weight".into(), vec![c]),
+        ("vision_model.preprocessor.pos_embed".into(), vec![1, npatch, c]),
         ("vision_model.trunk.post_trunk_norm.weight".into(), vec![c]),
         ("mlp1.0.weight".into(), vec![c * r * r]),
         ("mlp1.0.bias".into(), vec![c * r * r]),
@@ -722,10 +615,7 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
         ("mlp1.1.bias".into(), vec![h]),
         ("mlp1.3.weight".into(), vec![h, h]),
         ("mlp1.3.bias".into(), vec![h]),
-        (
-            "language_model.model.embed_tokens.weight".into(),
-            vec![vocab, h],
-        ),
+        ("language_model.model.embed_tokens.weight".into(), vec![vocab, h]),
         ("language_model.model.norm.weight".into(), vec![h]),
         ("language_model.lm_head.weight".into(), vec![vocab, h]),
     ];
@@ -767,11 +657,7 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
         ] {
             sp.push((format!("{b}{n}"), shape));
         }
-        let sparse = moe
-            && num_experts > 0
-            && !mlp_only.contains(&(i as i128))
-            && step != 0
-            && (i + 1) % step == 0;
+        let sparse = moe && num_experts > 0 && !mlp_only.contains(&(i as i128)) && step != 0 && (i + 1) % step == 0;
         if sparse {
             let im = int(&l, "moe_intermediate_size")?;
             sp.push((format!("{b}mlp.gate.weight"), vec![num_experts, h]));
@@ -818,9 +704,7 @@ fn theta_json(theta: f64) -> Result<Json> {
         if theta.abs() < 1.7e38 {
             return Ok(Json::Int(theta as i128));
         }
-        return Err(Error::InvalidArgs(format!(
-            "--rope-theta {theta} is too large"
-        )));
+        return Err(Error::InvalidArgs(format!("--rope-theta {theta} is too large")));
     }
     Ok(Json::Float(theta))
 }
@@ -828,28 +712,13 @@ fn theta_json(theta: f64) -> Result<Json> {
 /// `gen_ckpt.make_config(a, vocab)`.
 fn make_config(a: &Args, template: &Json, vocab: usize, path: &Path) -> Result<Json> {
     let mut cfg = template.clone();
-    let mut llm = cfg
-        .get("llm_config")
-        .filter(|j| j.as_object().is_some())
-        .cloned()
-        .ok_or_else(|| bad(path, "no llm_config"))?;
-    let mut vis = cfg
-        .get("vision_config")
-        .filter(|j| j.as_object().is_some())
-        .cloned()
-        .ok_or_else(|| bad(path, "no vision_config"))?;
+    let mut llm = cfg.get("llm_config").filter(|j| j.as_object().is_some()).cloned().ok_or_else(|| bad(path, "no llm_config"))?;
+    let mut vis = cfg.get("vision_config").filter(|j| j.as_object().is_some()).cloned().ok_or_else(|| bad(path, "no vision_config"))?;
     let moe = a.variant == Variant::Moe;
-    let arch = if moe {
-        "Qwen3MoeForCausalLM"
-    } else {
-        "Qwen3ForCausalLM"
-    };
+    let arch = if moe { "Qwen3MoeForCausalLM" } else { "Qwen3ForCausalLM" };
     for (k, v) in [
         ("architectures", Json::Array(vec![arch.into()])),
-        (
-            "model_type",
-            (if moe { "qwen3_moe" } else { "qwen3" }).into(),
-        ),
+        ("model_type", (if moe { "qwen3_moe" } else { "qwen3" }).into()),
         ("head_dim", a.llm_head_dim.into()),
         ("hidden_size", a.llm_hidden.into()),
         ("intermediate_size", a.llm_intermediate.into()),
@@ -867,10 +736,7 @@ fn make_config(a: &Args, template: &Json, vocab: usize, path: &Path) -> Result<J
     if moe {
         for (k, v) in [
             ("decoder_sparse_step", Json::Int(1)),
-            (
-                "mlp_only_layers",
-                Json::Array(a.mlp_only_layers.iter().map(|&l| l.into()).collect()),
-            ),
+            ("mlp_only_layers", Json::Array(a.mlp_only_layers.iter().map(|&l| l.into()).collect())),
             ("moe_intermediate_size", a.moe_intermediate.into()),
             ("norm_topk_prob", (!a.no_norm_topk_prob).into()),
             ("num_experts", a.num_experts.into()),
@@ -911,10 +777,7 @@ fn set_sorted(obj: &mut Json, key: &str, value: Json) {
         return;
     }
     if let Json::Object(items) = obj {
-        let at = items
-            .iter()
-            .position(|(k, _)| k.as_str() > key)
-            .unwrap_or(items.len());
+        let at = items.iter().position(|(k, _)| k.as_str() > key).unwrap_or(items.len());
         items.insert(at, (key.to_string(), value));
     }
 }
@@ -922,9 +785,7 @@ fn set_sorted(obj: &mut Json, key: &str, value: Json) {
 /// The config of a full-size preset: SAIL-VL2-2B's, with the LLM sizes changed for 8b/moe.
 fn full_config(full: FullSize, dtype: Dtype, base: &Json, path: &Path) -> Result<Json> {
     let mut cfg = base.clone();
-    let llm = cfg
-        .get_mut("llm_config")
-        .ok_or_else(|| bad(path, "no llm_config"))?;
+    let llm = cfg.get_mut("llm_config").ok_or_else(|| bad(path, "no llm_config"))?;
     let mut sets: Vec<(&str, Json)> = Vec::new();
     match full {
         FullSize::Sail2b => {}
@@ -939,10 +800,7 @@ fn full_config(full: FullSize, dtype: Dtype, base: &Json, path: &Path) -> Result
             ("tie_word_embeddings", Json::Bool(false)),
         ]),
         FullSize::SailMoe => sets.extend([
-            (
-                "architectures",
-                Json::Array(vec!["Qwen3MoeForCausalLM".into()]),
-            ),
+            ("architectures", Json::Array(vec!["Qwen3MoeForCausalLM".into()])),
             ("model_type", "qwen3_moe".into()),
             ("hidden_size", Json::Int(2048)),
             ("num_hidden_layers", Json::Int(48)),
@@ -987,23 +845,10 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(crate::hex(&h.finalize()))
 }
 
-fn index_json(
-    tensors: &[TensorSource],
-    weight_files: &[(String, Vec<String>)],
-    dtype: Dtype,
-) -> String {
-    let total: u64 = tensors
-        .iter()
-        .map(|t| t.numel() * dtype.size() as u64)
-        .sum();
-    let mut wm: Vec<(String, Json)> = weight_files
-        .iter()
-        .flat_map(|(f, names)| {
-            names
-                .iter()
-                .map(move |n| (n.clone(), Json::from(f.as_str())))
-        })
-        .collect();
+fn index_json(tensors: &[TensorSource], weight_files: &[(String, Vec<String>)], dtype: Dtype) -> String {
+    let total: u64 = tensors.iter().map(|t| t.numel() * dtype.size() as u64).sum();
+    let mut wm: Vec<(String, Json)> =
+        weight_files.iter().flat_map(|(f, names)| names.iter().map(move |n| (n.clone(), Json::from(f.as_str())))).collect();
     wm.sort_by(|a, b| a.0.cmp(&b.0));
     let mut meta = Json::object();
     meta.set("total_size", total.into());
@@ -1015,25 +860,16 @@ fn index_json(
 
 /// Computes and validates everything `generate` will write (no file is written).
 pub fn plan(a: &Args) -> Result<Plan> {
-    let shared = shared_dir()?;
-    let model_dir = shared.join("models").join("SAIL-VL2-2B");
-    let template_dir = shared.join("fixtures").join("hf-template");
-    let tok_dir = match (&a.tokenizer_dir, a.full) {
-        (Some(d), _) => d.clone(),
-        (None, Some(_)) => model_dir.clone(),
-        (None, None) => shared.join("fixtures").join("tokenizer"),
-    };
-    let mut files: Vec<(String, FileSource)> = TOKENIZER_FILES
-        .iter()
-        .map(|f| (f.to_string(), FileSource::Copy(tok_dir.join(f))))
-        .collect();
+    // The reference generator's tokenizer fixtures and config templates are byte-identical
+    // to the real model's files, so one committed folder serves every preset.
+    let model_dir = model_assets_dir()?;
+    let template_dir = model_dir.clone();
+    let tok_dir = a.tokenizer_dir.clone().unwrap_or_else(|| model_dir.clone());
+    let mut files: Vec<(String, FileSource)> = TOKENIZER_FILES.iter().map(|f| (f.to_string(), FileSource::Copy(tok_dir.join(f)))).collect();
     for (name, src) in &files {
         if let FileSource::Copy(p) = src {
             if !p.is_file() {
-                return Err(Error::InvalidArgs(format!(
-                    "tokenizer file {name} not found in {}",
-                    tok_dir.display()
-                )));
+                return Err(Error::InvalidArgs(format!("tokenizer file {name} not found in {}", tok_dir.display())));
             }
         }
     }
@@ -1041,29 +877,19 @@ pub fn plan(a: &Args) -> Result<Plan> {
 
     let (config, vocab, copy_head) = match a.full {
         None => {
-            if a.patch_size == 0
-                || a.image_size % a.patch_size != 0
-                || (a.image_size / a.patch_size) % 2 != 0
-            {
-                return Err(Error::InvalidArgs(
-                    "image_size/patch_size must be an even integer (pixel shuffle 0.5)".into(),
-                ));
+            if a.patch_size == 0 || a.image_size % a.patch_size != 0 || (a.image_size / a.patch_size) % 2 != 0 {
+                return Err(Error::InvalidArgs("image_size/patch_size must be an even integer (pixel shuffle 0.5)".into()));
             }
             if a.variant == Variant::Moe && !(0 < a.top_k && a.top_k <= a.num_experts) {
                 return Err(Error::InvalidArgs("need 0 < top_k <= num_experts".into()));
             }
             let vocab = a.vocab_size.filter(|&v| v != 0).unwrap_or(tok_size);
             if vocab < tok_size {
-                return Err(Error::InvalidArgs(format!(
-                    "--vocab-size {vocab} < tokenizer size {tok_size}"
-                )));
+                return Err(Error::InvalidArgs(format!("--vocab-size {vocab} < tokenizer size {tok_size}")));
             }
             let tp = template_dir.join("config.json");
             let cfg = make_config(a, &read_json(&tp)?, vocab, &tp)?;
-            files.push((
-                "config.json".into(),
-                FileSource::Text(cfg.dumps(Style::indented(2)) + "\n"),
-            ));
+            files.push(("config.json".into(), FileSource::Text(cfg.dumps(Style::indented(2)) + "\n")));
             let pp_path = template_dir.join("preprocessor_config.json");
             let mut pp = read_json(&pp_path)?;
             if pp.as_object().is_none() {
@@ -1071,19 +897,9 @@ pub fn plan(a: &Args) -> Result<Plan> {
             }
             pp.set("image_size", a.image_size.into());
             pp.set("patch_size", a.patch_size.into());
-            files.push((
-                "preprocessor_config.json".into(),
-                FileSource::Text(pp.dumps(Style::indented(4)) + "\n"),
-            ));
-            files.push((
-                "generation_config.json".into(),
-                FileSource::Copy(template_dir.join("generation_config.json")),
-            ));
-            (
-                cfg,
-                vocab,
-                a.tie_word_embeddings && a.lm_head == LmHead::Copy,
-            )
+            files.push(("preprocessor_config.json".into(), FileSource::Text(pp.dumps(Style::indented(4)) + "\n")));
+            files.push(("generation_config.json".into(), FileSource::Copy(template_dir.join("generation_config.json"))));
+            (cfg, vocab, a.tie_word_embeddings && a.lm_head == LmHead::Copy)
         }
         Some(full) => {
             let cp = model_dir.join("config.json");
@@ -1096,24 +912,15 @@ pub fn plan(a: &Args) -> Result<Plan> {
                 FileSource::Text(cfg.dumps(Style::indented(2)))
             };
             files.push(("config.json".into(), text));
-            files.push((
-                "preprocessor_config.json".into(),
-                FileSource::Copy(model_dir.join("preprocessor_config.json")),
-            ));
-            files.push((
-                "generation_config.json".into(),
-                FileSource::Copy(model_dir.join("generation_config.json")),
-            ));
+            files.push(("preprocessor_config.json".into(), FileSource::Copy(model_dir.join("preprocessor_config.json"))));
+            files.push(("generation_config.json".into(), FileSource::Copy(model_dir.join("generation_config.json"))));
             let vocab = cfg
                 .get("llm_config")
                 .and_then(|l| l.get("vocab_size"))
                 .and_then(Json::as_i128)
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or_else(|| bad(&cp, "llm_config.vocab_size missing"))?;
-            let tie = cfg
-                .get("llm_config")
-                .and_then(|l| l.get("tie_word_embeddings"))
-                == Some(&Json::Bool(true));
+            let tie = cfg.get("llm_config").and_then(|l| l.get("tie_word_embeddings")) == Some(&Json::Bool(true));
             (cfg, vocab, tie && a.lm_head == LmHead::Copy)
         }
     };
@@ -1125,8 +932,7 @@ pub fn plan(a: &Args) -> Result<Plan> {
         }
     }
 
-    let specs =
-        tensor_specs(&config).map_err(|m| Error::InvalidArgs(format!("config.json: {m}")))?;
+    let specs = tensor_specs(&config).map_err(|m| Error::InvalidArgs(format!("config.json: {m}")))?;
     let tensors: Vec<TensorSource> = specs
         .into_iter()
         .map(|(name, shape)| {
@@ -1135,42 +941,26 @@ pub fn plan(a: &Args) -> Result<Plan> {
             } else {
                 name.clone()
             };
-            TensorSource {
-                name,
-                shape,
-                source,
-            }
+            TensorSource { name, shape, source }
         })
         .collect();
     let elem = a.dtype.size() as u64;
-    let sizes: Vec<(String, u64)> = tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.numel() * elem))
-        .collect();
+    let sizes: Vec<(String, u64)> = tensors.iter().map(|t| (t.name.clone(), t.numel() * elem)).collect();
     let total: u64 = sizes.iter().map(|s| s.1).sum();
 
     let (weight_files, sharded) = if a.full == Some(FullSize::Sail2b) {
         let ip = model_dir.join("model.safetensors.index.json");
         let idx = read_json(&ip)?;
-        let wm = idx
-            .get("weight_map")
-            .and_then(Json::as_object)
-            .ok_or_else(|| bad(&ip, "no weight_map"))?;
+        let wm = idx.get("weight_map").and_then(Json::as_object).ok_or_else(|| bad(&ip, "no weight_map"))?;
         let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in wm {
-            let f = v
-                .as_str()
-                .ok_or_else(|| bad(&ip, format!("{k}: file name is not a string")))?;
+            let f = v.as_str().ok_or_else(|| bad(&ip, format!("{k}: file name is not a string")))?;
             by_file.entry(f.to_string()).or_default().push(k.clone());
         }
         let mut listed: Vec<&String> = wm.iter().map(|(k, _)| k).collect();
         listed.sort();
-        if listed.len() != tensors.len() || listed.iter().zip(&tensors).any(|(k, t)| **k != t.name)
-        {
-            return Err(bad(
-                &ip,
-                "weight_map does not list exactly the tensors of config.json",
-            ));
+        if listed.len() != tensors.len() || listed.iter().zip(&tensors).any(|(k, t)| **k != t.name) {
+            return Err(bad(&ip, "weight_map does not list exactly the tensors of config.json"));
         }
         let groups = by_file
             .into_iter()
@@ -1182,27 +972,15 @@ pub fn plan(a: &Args) -> Result<Plan> {
         (groups, true)
     } else {
         let shards = match a.full {
-            Some(_) if a.shards == Args::default().shards => {
-                total.div_ceil(FULL_SHARD_BYTES).max(1) as i64
-            }
+            Some(_) if a.shards == Args::default().shards => total.div_ceil(FULL_SHARD_BYTES).max(1) as i64,
             _ => a.shards,
         };
         let groups = shard_groups(&sizes, shards);
         if groups.len() == 1 && shards <= 1 {
-            (
-                vec![(
-                    "model.safetensors".to_string(),
-                    groups.into_iter().next().unwrap_or_default(),
-                )],
-                false,
-            )
+            (vec![("model.safetensors".to_string(), groups.into_iter().next().unwrap_or_default())], false)
         } else {
             let n = groups.len();
-            let named = groups
-                .into_iter()
-                .enumerate()
-                .map(|(i, g)| (format!("model-{:05}-of-{:05}.safetensors", i + 1, n), g))
-                .collect();
+            let named = groups.into_iter().enumerate().map(|(i, g)| (format!("model-{:05}-of-{:05}.safetensors", i + 1, n), g)).collect();
             (named, true)
         }
     };
@@ -1210,18 +988,9 @@ pub fn plan(a: &Args) -> Result<Plan> {
 
     let grid = {
         let v = config.get("vision_config");
-        let s = config
-            .get("force_image_size")
-            .and_then(Json::as_i128)
-            .filter(|&s| s != 0);
-        let s = s
-            .or_else(|| v.and_then(|v| v.get("image_size")).and_then(Json::as_i128))
-            .unwrap_or(0);
-        let p = v
-            .and_then(|v| v.get("patch_size"))
-            .and_then(Json::as_i128)
-            .unwrap_or(1)
-            .max(1);
+        let s = config.get("force_image_size").and_then(Json::as_i128).filter(|&s| s != 0);
+        let s = s.or_else(|| v.and_then(|v| v.get("image_size")).and_then(Json::as_i128)).unwrap_or(0);
+        let p = v.and_then(|v| v.get("patch_size")).and_then(Json::as_i128).unwrap_or(1).max(1);
         (s / p) as usize
     };
     Ok(Plan {
@@ -1260,8 +1029,7 @@ pub fn generate(a: &Args) -> Result<Summary> {
         eprintln!("WARNING: tokenizer.json sha256 {tok_sha} is not SAIL-VL2-2B's");
     }
 
-    let by_name: BTreeMap<&str, &TensorSource> =
-        p.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let by_name: BTreeMap<&str, &TensorSource> = p.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let elem = a.dtype.size() as u64;
     let total: u64 = p.tensors.iter().map(|t| t.numel() * elem).sum();
     let mut progress = Progress::new(a.progress, total);
@@ -1283,10 +1051,7 @@ pub fn generate(a: &Args) -> Result<Summary> {
     if let Some(index) = &p.index {
         let dst = out.join("model.safetensors.index.json");
         std::fs::write(&dst, index).map_err(|e| Error::write(&dst, e))?;
-        written.insert(
-            "model.safetensors.index.json".into(),
-            crate::hex(&Sha256::digest(index.as_bytes())),
-        );
+        written.insert("model.safetensors.index.json".into(), crate::hex(&Sha256::digest(index.as_bytes())));
     }
 
     // Python hashes everything in the folder, including files an earlier run left there.
@@ -1303,10 +1068,7 @@ pub fn generate(a: &Args) -> Result<Summary> {
             Some(s) => s.clone(),
             None => {
                 if name.ends_with(".safetensors") || name == "model.safetensors.index.json" {
-                    eprintln!(
-                        "WARNING: {} is left over from an earlier run",
-                        path.display()
-                    );
+                    eprintln!("WARNING: {} is left over from an earlier run", path.display());
                 }
                 sha256_file(&path)?
             }

@@ -67,11 +67,7 @@ const fn crc_table() -> [u32; 256] {
         let mut c = n as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
         t[n] = c;
@@ -84,9 +80,7 @@ static CRC_TABLE: [u32; 256] = crc_table();
 
 /// CRC-32 (ISO-HDLC, as zlib's `crc32` and PNG's chunk checksum).
 pub fn crc32(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| {
-        CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
-    })
+    !data.iter().fold(!0u32, |c, &b| CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
 }
 
 /// Adler-32 (zlib's stream checksum).
@@ -117,10 +111,7 @@ fn chunk(out: &mut Vec<u8>, tag: &[u8; 4], data: &[u8]) {
 /// `gen_image.png_bytes`: 8-bit RGB PNG with stored deflate blocks.
 pub fn png_bytes(pixels: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
     if pixels.len() != width * height * 3 || width == 0 || height == 0 {
-        return Err(Error::InvalidArgs(format!(
-            "{} bytes is not a {width}x{height} RGB image",
-            pixels.len()
-        )));
+        return Err(Error::InvalidArgs(format!("{} bytes is not a {width}x{height} RGB image", pixels.len())));
     }
     if width > u32::MAX as usize || height > u32::MAX as usize {
         return Err(Error::InvalidArgs("image too large for PNG".into()));
@@ -177,43 +168,13 @@ mod tests {
     fn small_image_matches_python() {
         // hashlib.sha256(gen_image.png_bytes(gen_image.make_pixels(W, H, S))).hexdigest()
         for (w, h, s, want) in [
-            (
-                1,
-                1,
-                0,
-                "da5daad1d674ed932f9f2d742a63c933d782a53255052111f46116ef82895009",
-            ),
-            (
-                2,
-                3,
-                5,
-                "f2fa96111bccecd5345a999d8f1decea5adf2da0deb011f0cd74cb938c2e72e0",
-            ),
+            (1, 1, 0, "da5daad1d674ed932f9f2d742a63c933d782a53255052111f46116ef82895009"),
+            (2, 3, 5, "f2fa96111bccecd5345a999d8f1decea5adf2da0deb011f0cd74cb938c2e72e0"),
             // 771 rows of 1 + 28 * 3 bytes: exactly one full stored block; 1542 rows: exactly two
-            (
-                28,
-                771,
-                7,
-                "5d0749e44bc599750aab2ba232b8e5b82b3996c02d6f955be68e0b7396770466",
-            ),
-            (
-                28,
-                1542,
-                3,
-                "45c6e809776093f4c291d279e9c7a3de2be7e96163b7035bb9bb4181f0a75069",
-            ),
-            (
-                200,
-                150,
-                0,
-                "9056c0e49a8ecc00c72bc1e86f90b674eb3eda4617f8a1052fd738ca7aa1740c",
-            ),
-            (
-                7,
-                1,
-                u64::MAX,
-                "3706ab113b293b2dcd27c6728b19f9eebb80fc8812c6d23cc919c1b1e29fdc4a",
-            ),
+            (28, 771, 7, "5d0749e44bc599750aab2ba232b8e5b82b3996c02d6f955be68e0b7396770466"),
+            (28, 1542, 3, "45c6e809776093f4c291d279e9c7a3de2be7e96163b7035bb9bb4181f0a75069"),
+            (200, 150, 0, "9056c0e49a8ecc00c72bc1e86f90b674eb3eda4617f8a1052fd738ca7aa1740c"),
+            (7, 1, u64::MAX, "3706ab113b293b2dcd27c6728b19f9eebb80fc8812c6d23cc919c1b1e29fdc4a"),
         ] {
             let png = png_bytes(&make_pixels(w, h, s).unwrap(), w, h).unwrap();
             assert_eq!(crate::hex(&Sha256::digest(&png)), want, "{w}x{h} seed {s}");

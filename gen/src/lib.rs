@@ -1,8 +1,8 @@
 //! Deterministic SAIL-VL2 test material in Rust: random checkpoints in the exact Hugging Face
 //! layout (`ckpt`) and test pictures (`image`).
 //!
-//! The golden cases under `../shared/reference/golden/` name their inputs by the arguments of
-//! the Python generators (`gen_ckpt.py`, `gen_image.py`) and by sha256. Tests and benchmarks in
+//! The golden cases under `tests/golden/` name their inputs by the arguments of the team's
+//! Python reference generators (`gen_ckpt.py`, `gen_image.py`) and by sha256. Tests and benchmarks in
 //! this workspace must be able to rebuild those inputs without Python, so this crate is a port
 //! whose output is byte-identical to the Python scripts' (checked by the tests against recorded
 //! hashes). On top of the port it adds full-size presets (2B, 8B, MoE) for benchmarks, generated
@@ -37,47 +37,30 @@ pub enum Error {
     /// Arguments that the Python generator would reject (or that make no sense here).
     #[error("{0}")]
     InvalidArgs(String),
-    /// The read-only `shared` folder (fixtures, reference models) was not found.
-    #[error("shared folder not found at {} ({hint}); set SAIL_SHARED to its path", path.display())]
-    MissingShared { path: PathBuf, hint: &'static str },
+    /// The repository's `assets/SAIL-VL2-2B` folder (config and tokenizer files) is missing.
+    #[error("{}: the SAIL-VL2-2B config/tokenizer files are missing (they ship in the repository's assets/ folder; pass --tokenizer-dir for another tokenizer)", path.display())]
+    MissingAssets { path: PathBuf },
 }
 
 impl Error {
     pub(crate) fn read(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            op: "cannot read",
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { op: "cannot read", path: path.to_path_buf(), source }
     }
     pub(crate) fn write(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            op: "cannot write",
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { op: "cannot write", path: path.to_path_buf(), source }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The read-only shared folder (`fixtures/`, `models/`, `reference/`): `$SAIL_SHARED` if set,
-/// else `../shared` beside the workspace.
-pub fn shared_dir() -> Result<PathBuf> {
-    let (path, hint) = match std::env::var_os("SAIL_SHARED") {
-        Some(p) if !p.is_empty() => (PathBuf::from(p), "from $SAIL_SHARED"),
-        _ => (
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("..")
-                .join("shared"),
-            "default: <workspace>/../shared",
-        ),
-    };
-    if path.join("fixtures").is_dir() {
+/// The SAIL-VL2-2B configuration, tokenizer and weight-index files committed in the repository
+/// (`assets/SAIL-VL2-2B`, no weights): the tokenizer and config templates of every preset.
+pub fn model_assets_dir() -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("assets").join("SAIL-VL2-2B");
+    if path.join("config.json").is_file() {
         Ok(std::fs::canonicalize(&path).unwrap_or(path))
     } else {
-        Err(Error::MissingShared { path, hint })
+        Err(Error::MissingAssets { path })
     }
 }
 

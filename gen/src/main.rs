@@ -28,7 +28,7 @@ enum Cmd {
 preprocessor_config.json, generation_config.json, model.safetensors (or shards + index) and the tokenizer files.\n\n\
 Without --preset (or with --preset tiny / tiny-moe) the flags are gen_ckpt.py's, with its defaults, and the \
 output is byte-identical to `python gen_ckpt.py` with the same flags. The full-size presets 2b, 8b and moe \
-take the layout of shared/models/SAIL-VL2-2B (8b and moe with the LLM sizes of the spec) and stream the \
+take the layout of the repository's assets/SAIL-VL2-2B (8b and moe with the LLM sizes of the spec) and stream the \
 weights (memory: a few 32 MB batches), bf16 by default.\n\n\
 Every tensor's values depend only on --seed, its name, shape and --dtype. A JSON summary (argv, sizes, \
 sha256 of every file in --out) is printed on stdout.",
@@ -70,19 +70,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let args = flags.resolve()?;
             let start = std::time::Instant::now();
-            let summary = sail_gen::generate(&args)
-                .with_context(|| format!("generating into {}", args.out.display()))?;
+            let summary = sail_gen::generate(&args).with_context(|| format!("generating into {}", args.out.display()))?;
             if args.progress {
                 eprintln!("sail-gen: done in {:.1} s", start.elapsed().as_secs_f64());
             }
             println!("{}", summary.to_json_string());
         }
-        Cmd::Image {
-            width,
-            height,
-            seed,
-            out,
-        } => {
+        Cmd::Image { width, height, seed, out } => {
             let sha = sail_gen::write_png(&out, width, height, seed)?;
             println!("{sha}");
         }

@@ -38,19 +38,11 @@ pub struct Style {
 impl Style {
     /// `json.dumps(obj, indent=n, ensure_ascii=False)` (transformers' `to_json_string`).
     pub fn indented(n: usize) -> Self {
-        Style {
-            indent: Some(n),
-            compact: false,
-            ensure_ascii: false,
-        }
+        Style { indent: Some(n), compact: false, ensure_ascii: false }
     }
     /// `json.dumps(obj, separators=(",", ":"))` (the safetensors header).
     pub fn compact() -> Self {
-        Style {
-            indent: None,
-            compact: true,
-            ensure_ascii: true,
-        }
+        Style { indent: None, compact: true, ensure_ascii: true }
     }
 }
 
@@ -62,10 +54,7 @@ impl Json {
 
     /// Parse JSON text as Python's `json.loads` would (including `NaN` and `Infinity`).
     pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
+        let mut p = Parser { s: text.as_bytes(), i: 0 };
         p.ws();
         let v = p.value(0)?;
         p.ws();
@@ -94,9 +83,7 @@ impl Json {
     /// `d[key] = value`: an existing key keeps its position, a new one goes last.
     /// Panics if `self` is not an object (a programming error here).
     pub fn set(&mut self, key: &str, value: Json) {
-        let Json::Object(items) = self else {
-            panic!("Json::set on a non-object")
-        };
+        let Json::Object(items) = self else { panic!("Json::set on a non-object") };
         match items.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = value,
             None => items.push((key.to_string(), value)),
@@ -173,11 +160,7 @@ pub fn float_repr(x: f64) -> String {
         return "NaN".into();
     }
     if x.is_infinite() {
-        return if x > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
+        return if x > 0.0 { "Infinity".into() } else { "-Infinity".into() };
     }
     let sign = if x.is_sign_negative() { "-" } else { "" };
     if x == 0.0 {
@@ -196,26 +179,12 @@ pub fn float_repr(x: f64) -> String {
         } else if decpt >= nd {
             format!("{}{}.0", digits, "0".repeat((decpt - nd) as usize))
         } else {
-            format!(
-                "{}.{}",
-                &digits[..decpt as usize],
-                &digits[decpt as usize..]
-            )
+            format!("{}.{}", &digits[..decpt as usize], &digits[decpt as usize..])
         }
     } else {
         let e = decpt - 1;
-        let frac = if nd > 1 {
-            format!(".{}", &digits[1..])
-        } else {
-            String::new()
-        };
-        format!(
-            "{}{}e{}{:02}",
-            &digits[..1],
-            frac,
-            if e < 0 { '-' } else { '+' },
-            e.abs()
-        )
+        let frac = if nd > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        format!("{}{}e{}{:02}", &digits[..1], frac, if e < 0 { '-' } else { '+' }, e.abs())
     };
     format!("{sign}{body}")
 }
@@ -254,11 +223,7 @@ fn newline(out: &mut String, style: Style, level: usize) {
 }
 
 fn write_value(v: &Json, out: &mut String, style: Style, level: usize) {
-    let item_sep = if style.compact || style.indent.is_some() {
-        ","
-    } else {
-        ", "
-    };
+    let item_sep = if style.compact || style.indent.is_some() { "," } else { ", " };
     let key_sep = if style.compact { ":" } else { ": " };
     match v {
         Json::Null => out.push_str("null"),
@@ -306,11 +271,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, msg: &str) -> String {
-        let line = self.s[..self.i.min(self.s.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
+        let line = self.s[..self.i.min(self.s.len())].iter().filter(|&&b| b == b'\n').count() + 1;
         format!("{msg} (line {line}, byte {})", self.i)
     }
 
@@ -342,8 +303,7 @@ impl Parser<'_> {
                 // key -> position, so that a repeated key replaces in place (as in a Python dict)
                 // without a quadratic scan over large objects such as vocab.json
                 let mut items: Vec<(String, Json)> = Vec::new();
-                let mut seen: std::collections::HashMap<String, usize> =
-                    std::collections::HashMap::new();
+                let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
                 self.ws();
                 if self.eat("}") {
                     return Ok(Json::Object(items));
@@ -447,21 +407,14 @@ impl Parser<'_> {
         let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII");
         if is_float {
             // Rust's float parser is correctly rounded, like Python's float().
-            text.parse::<f64>()
-                .map(Json::Float)
-                .map_err(|e| self.err(&e.to_string()))
+            text.parse::<f64>().map(Json::Float).map_err(|e| self.err(&e.to_string()))
         } else {
-            text.parse::<i128>()
-                .map(Json::Int)
-                .map_err(|_| self.err("integer out of range"))
+            text.parse::<i128>().map(Json::Int).map_err(|_| self.err("integer out of range"))
         }
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let h = self
-            .s
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("truncated \\u escape"))?;
+        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("truncated \\u escape"))?;
         let h = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
         let v = u32::from_str_radix(h, 16).map_err(|_| self.err("bad \\u escape"))?;
         self.i += 4;
@@ -479,10 +432,7 @@ impl Parser<'_> {
                 }
                 self.i += 1;
             }
-            out.push_str(
-                std::str::from_utf8(&self.s[start..self.i])
-                    .map_err(|_| self.err("invalid UTF-8"))?,
-            );
+            out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("invalid UTF-8"))?);
             match self.s.get(self.i) {
                 None => return Err(self.err("unterminated string")),
                 Some(b'"') => {
@@ -506,9 +456,7 @@ impl Parser<'_> {
                         b't' => out.push('\t'),
                         b'u' => {
                             let mut cp = self.hex4()?;
-                            if (0xd800..0xdc00).contains(&cp)
-                                && self.s[self.i..].starts_with(b"\\u")
-                            {
+                            if (0xd800..0xdc00).contains(&cp) && self.s[self.i..].starts_with(b"\\u") {
                                 let save = self.i;
                                 self.i += 2;
                                 let lo = self.hex4()?;
@@ -558,18 +506,14 @@ mod tests {
 
     #[test]
     fn dumps_like_python() {
-        let v =
-            Json::parse(r#"{"b": [1, 2.0, {}], "a": {"x": null, "y": "é\n"}, "c": []}"#).unwrap();
+        let v = Json::parse(r#"{"b": [1, 2.0, {}], "a": {"x": null, "y": "é\n"}, "c": []}"#).unwrap();
         // json.dumps(v, indent=2, ensure_ascii=False)
         assert_eq!(
             v.dumps(Style::indented(2)),
             "{\n  \"b\": [\n    1,\n    2.0,\n    {}\n  ],\n  \"a\": {\n    \"x\": null,\n    \"y\": \"é\\n\"\n  },\n  \"c\": []\n}"
         );
         // json.dumps(v, separators=(",", ":"))
-        assert_eq!(
-            v.dumps(Style::compact()),
-            r#"{"b":[1,2.0,{}],"a":{"x":null,"y":"\u00e9\n"},"c":[]}"#
-        );
+        assert_eq!(v.dumps(Style::compact()), r#"{"b":[1,2.0,{}],"a":{"x":null,"y":"\u00e9\n"},"c":[]}"#);
     }
 
     #[test]

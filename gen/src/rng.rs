@@ -53,9 +53,7 @@ impl SeedSequence {
             v ^ (v >> XSHIFT)
         };
         let mix = |x: u32, y: u32| -> u32 {
-            let r = MIX_MULT_L
-                .wrapping_mul(x)
-                .wrapping_sub(MIX_MULT_R.wrapping_mul(y));
+            let r = MIX_MULT_L.wrapping_mul(x).wrapping_sub(MIX_MULT_R.wrapping_mul(y));
             r ^ (r >> XSHIFT)
         };
         let mut pool = [0u32; POOL_SIZE];
@@ -94,10 +92,7 @@ impl SeedSequence {
 
     /// `generate_state(n, np.uint64)`: twice as many 32-bit words, paired little-endian.
     pub fn generate_state_u64(&self, n: usize) -> Vec<u64> {
-        self.generate_state_u32(2 * n)
-            .chunks_exact(2)
-            .map(|w| u64::from(w[0]) | (u64::from(w[1]) << 32))
-            .collect()
+        self.generate_state_u32(2 * n).chunks_exact(2).map(|w| u64::from(w[0]) | (u64::from(w[1]) << 32)).collect()
     }
 }
 
@@ -121,10 +116,7 @@ impl Pcg64 {
         let w = ss.generate_state_u64(4);
         let initstate = (u128::from(w[0]) << 64) | u128::from(w[1]);
         let initseq = (u128::from(w[2]) << 64) | u128::from(w[3]);
-        let mut rng = Pcg64 {
-            state: 0,
-            inc: (initseq << 1) | 1,
-        };
+        let mut rng = Pcg64 { state: 0, inc: (initseq << 1) | 1 };
         rng.step();
         rng.state = rng.state.wrapping_add(initstate);
         rng.step();
@@ -175,78 +167,20 @@ mod tests {
     // Expected values printed by NumPy 2.4.6:
     //   r = np.random.default_rng(seed).bit_generator.random_raw(1003); r[0], r[1], r[2], r[1000], r[1002]
     const CASES: &[(u128, [u64; 5])] = &[
-        (
-            0,
-            [
-                0xa30febcfd9c2825f,
-                0x4510bdf882d9d721,
-                0x0a7d3da94ecde8b8,
-                0x0354788bbdffa81e,
-                0x7f09cd34c6473ad7,
-            ],
-        ),
-        (
-            1,
-            [
-                0x8306bdf37922e4ff,
-                0xf35196bbc152a866,
-                0x24e7a4f608ec18cd,
-                0x8ad5e8dba0e5f5d5,
-                0xb46c9f2ba34bce69,
-            ],
-        ),
-        (
-            12,
-            [
-                0x4036081c9cd9cf38,
-                0xf25e669ef91596a8,
-                0x30774cfc107dc072,
-                0xbd3ddca2687ec868,
-                0xeb44316e87467519,
-            ],
-        ),
-        (
-            1 << 32,
-            [
-                0xe3c5ebe285ac1625,
-                0x8ea09968fe31dbcc,
-                0xcd084ff84d8de9be,
-                0x3709fffcf65a9b05,
-                0x53730bf39919faa9,
-            ],
-        ),
+        (0, [0xa30febcfd9c2825f, 0x4510bdf882d9d721, 0x0a7d3da94ecde8b8, 0x0354788bbdffa81e, 0x7f09cd34c6473ad7]),
+        (1, [0x8306bdf37922e4ff, 0xf35196bbc152a866, 0x24e7a4f608ec18cd, 0x8ad5e8dba0e5f5d5, 0xb46c9f2ba34bce69]),
+        (12, [0x4036081c9cd9cf38, 0xf25e669ef91596a8, 0x30774cfc107dc072, 0xbd3ddca2687ec868, 0xeb44316e87467519]),
+        (1 << 32, [0xe3c5ebe285ac1625, 0x8ea09968fe31dbcc, 0xcd084ff84d8de9be, 0x3709fffcf65a9b05, 0x53730bf39919faa9]),
         // tensor_seed(104, "language_model.model.embed_tokens.weight")
-        (
-            11947834262877212401,
-            [
-                0x71c125a6f5ef1952,
-                0xe61ed76facfa7396,
-                0x4b0c54293fb1e413,
-                0xa9d93d8a7e9f565a,
-                0x0a2f41021f93baa2,
-            ],
-        ),
-        (
-            u64::MAX as u128,
-            [
-                0xae163a7a8c47568f,
-                0xd86659f5f3382359,
-                0x01e52b195bc2d24a,
-                0x32e9ecb0cc5c17cf,
-                0xa50e6d726c6467ae,
-            ],
-        ),
+        (11947834262877212401, [0x71c125a6f5ef1952, 0xe61ed76facfa7396, 0x4b0c54293fb1e413, 0xa9d93d8a7e9f565a, 0x0a2f41021f93baa2]),
+        (u64::MAX as u128, [0xae163a7a8c47568f, 0xd86659f5f3382359, 0x01e52b195bc2d24a, 0x32e9ecb0cc5c17cf, 0xa50e6d726c6467ae]),
     ];
 
     #[test]
     fn pcg64_matches_numpy() {
         for &(seed, want) in CASES {
             let raw = Pcg64::from_seed(seed).random_raw(1003);
-            assert_eq!(
-                [raw[0], raw[1], raw[2], raw[1000], raw[1002]],
-                want,
-                "seed {seed}"
-            );
+            assert_eq!([raw[0], raw[1], raw[2], raw[1000], raw[1002]], want, "seed {seed}");
         }
     }
 
@@ -271,20 +205,12 @@ mod tests {
     #[test]
     fn seed_sequence_matches_numpy() {
         // np.random.SeedSequence(0).generate_state(4, np.uint32)
-        assert_eq!(
-            SeedSequence::new(0).generate_state_u32(4),
-            [0xb0f478be, 0xdb2cd7e7, 0x2c71ba49, 0xabf4641a]
-        );
+        assert_eq!(SeedSequence::new(0).generate_state_u32(4), [0xb0f478be, 0xdb2cd7e7, 0x2c71ba49, 0xabf4641a]);
         // np.random.SeedSequence(5599419438272790651).generate_state(4, np.uint64)
         // (= tensor_seed(104, "mlp1.0.weight"))
         assert_eq!(
             SeedSequence::new(5599419438272790651).generate_state_u64(4),
-            [
-                0x322b5a8acb3750e4,
-                0x5f77b75c07ed02a7,
-                0x4e5467757de4d197,
-                0x2f6a6c61d991782b
-            ]
+            [0x322b5a8acb3750e4, 0x5f77b75c07ed02a7, 0x4e5467757de4d197, 0x2f6a6c61d991782b]
         );
     }
 }

@@ -38,10 +38,7 @@ impl TensorSource {
 
 /// The header (8-byte length included) and each tensor's `[begin, end)` data offsets, in file
 /// order. `tensors` must all have the same dtype.
-pub fn header(
-    tensors: &[(String, Vec<usize>)],
-    dtype: Dtype,
-) -> (Vec<u8>, Vec<(String, u64, u64)>) {
+pub fn header(tensors: &[(String, Vec<usize>)], dtype: Dtype) -> (Vec<u8>, Vec<(String, u64, u64)>) {
     let mut order: Vec<&(String, Vec<usize>)> = tensors.iter().collect();
     order.sort_by(|a, b| a.0.cmp(&b.0));
     let mut meta = Json::object();
@@ -54,14 +51,8 @@ pub fn header(
         let nb = shape.iter().map(|&d| d as u64).product::<u64>() * dtype.size() as u64;
         let mut e = Json::object();
         e.set("dtype", dtype.st_name().into());
-        e.set(
-            "shape",
-            Json::Array(shape.iter().map(|&d| Json::from(d)).collect()),
-        );
-        e.set(
-            "data_offsets",
-            Json::Array(vec![Json::from(off), Json::from(off + nb)]),
-        );
+        e.set("shape", Json::Array(shape.iter().map(|&d| Json::from(d)).collect()));
+        e.set("data_offsets", Json::Array(vec![Json::from(off), Json::from(off + nb)]));
         hdr.set(name, e);
         layout.push((name.clone(), off, off + nb));
         off += nb;
@@ -86,13 +77,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(enabled: bool, total_bytes: u64) -> Self {
         let now = Instant::now();
-        Progress {
-            enabled,
-            total: total_bytes,
-            done: 0,
-            started: now,
-            last: now,
-        }
+        Progress { enabled, total: total_bytes, done: 0, started: now, last: now }
     }
 
     fn add(&mut self, bytes: u64, file: &str) {
@@ -116,24 +101,11 @@ impl Progress {
 const BATCH: u64 = 8 << 20;
 
 /// Writes one safetensors file with `seed`'s values for `tensors` and returns its sha256.
-pub fn write(
-    path: &Path,
-    tensors: &[TensorSource],
-    dtype: Dtype,
-    seed: i64,
-    progress: &mut Progress,
-) -> Result<String> {
-    let entries: Vec<(String, Vec<usize>)> = tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.shape.clone()))
-        .collect();
+pub fn write(path: &Path, tensors: &[TensorSource], dtype: Dtype, seed: i64, progress: &mut Progress) -> Result<String> {
+    let entries: Vec<(String, Vec<usize>)> = tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
     let (head, layout) = header(&entries, dtype);
-    let by_name: std::collections::HashMap<&str, &TensorSource> =
-        tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let by_name: std::collections::HashMap<&str, &TensorSource> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let mut file = File::create(path).map_err(|e| Error::write(path, e))?;
     let elem = dtype.size() as u64;
 
@@ -176,10 +148,7 @@ pub fn write(
         };
         produce();
         drop(tx);
-        writer
-            .join()
-            .expect("writer thread panicked")
-            .map_err(|e| Error::write(path, e))
+        writer.join().expect("writer thread panicked").map_err(|e| Error::write(path, e))
     })
 }
 
@@ -189,18 +158,12 @@ mod tests {
 
     #[test]
     fn header_like_safetensors() {
-        let (h, layout) = header(
-            &[("b".into(), vec![2, 3]), ("a".into(), vec![1])],
-            Dtype::Bfloat16,
-        );
+        let (h, layout) = header(&[("b".into(), vec![2, 3]), ("a".into(), vec![1])], Dtype::Bfloat16);
         let js = br#"{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"BF16","shape":[2,3],"data_offsets":[2,14]}}"#;
         let padded = js.len().div_ceil(8) * 8;
         assert_eq!(&h[..8], &(padded as u64).to_le_bytes());
         assert_eq!(&h[8..8 + js.len()], js);
         assert!(h[8 + js.len()..].iter().all(|&b| b == b' '));
-        assert_eq!(
-            layout,
-            vec![("a".to_string(), 0, 2), ("b".to_string(), 2, 14)]
-        );
+        assert_eq!(layout, vec![("a".to_string(), 0, 2), ("b".to_string(), 2, 14)]);
     }
 }

@@ -74,11 +74,7 @@ pub fn init_rule(name: &str, shape: &[usize]) -> Init {
     if name.ends_with("embed_tokens.weight") {
         return Init::Normal(1.0);
     }
-    let fan_in: usize = if shape.len() > 1 {
-        shape[1..].iter().product()
-    } else {
-        1
-    };
+    let fan_in: usize = if shape.len() > 1 { shape[1..].iter().product() } else { 1 };
     Init::Normal(1.0 / (fan_in as f64).sqrt())
 }
 
@@ -189,12 +185,7 @@ fn fill_piece(base: &Pcg64, start: u128, init: Init, dtype: Dtype, out: &mut [u8
         for r in raw[0][..m].iter_mut() {
             *r = rng.next_u64();
         }
-        encode(
-            init,
-            dtype,
-            &raw[0][..m],
-            &mut out[done * elem..(done + m) * elem],
-        );
+        encode(init, dtype, &raw[0][..m], &mut out[done * elem..(done + m) * elem]);
         done += m;
     }
 }
@@ -207,23 +198,11 @@ const PIECE: usize = 1 << 18;
 /// element size.
 pub fn fill(name: &str, init: Init, seed: i64, dtype: Dtype, start: u64, out: &mut [u8]) {
     let elem = dtype.size();
-    assert_eq!(
-        out.len() % elem,
-        0,
-        "buffer is not a whole number of elements"
-    );
+    assert_eq!(out.len() % elem, 0, "buffer is not a whole number of elements");
     let base = Pcg64::from_seed(u128::from(tensor_seed(seed, name)));
-    out.par_chunks_mut(PIECE * elem)
-        .enumerate()
-        .for_each(|(i, piece)| {
-            fill_piece(
-                &base,
-                u128::from(start) + (i * PIECE) as u128,
-                init,
-                dtype,
-                piece,
-            );
-        });
+    out.par_chunks_mut(PIECE * elem).enumerate().for_each(|(i, piece)| {
+        fill_piece(&base, u128::from(start) + (i * PIECE) as u128, init, dtype, piece);
+    });
 }
 
 /// `gen_ckpt.draw(name, shape, seed)` as f32 values (before the storage-dtype rounding), for
@@ -231,18 +210,8 @@ pub fn fill(name: &str, init: Init, seed: i64, dtype: Dtype, start: u64, out: &m
 pub fn draw(name: &str, shape: &[usize], seed: i64) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let mut bytes = vec![0u8; n * 4];
-    fill(
-        name,
-        init_rule(name, shape),
-        seed,
-        Dtype::Float32,
-        0,
-        &mut bytes,
-    );
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect()
+    fill(name, init_rule(name, shape), seed, Dtype::Float32, 0, &mut bytes);
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
 }
 
 /// The values a stored tensor decodes to: `draw` rounded through the storage dtype.
@@ -250,14 +219,8 @@ pub fn draw_stored(name: &str, shape: &[usize], seed: i64, dtype: Dtype) -> Vec<
     let v = draw(name, shape, seed);
     match dtype {
         Dtype::Float32 => v,
-        Dtype::Bfloat16 => v
-            .into_iter()
-            .map(|x| f32::from_bits(u32::from(f32_to_bf16_bits(x)) << 16))
-            .collect(),
-        Dtype::Float16 => v
-            .into_iter()
-            .map(|x| half::f16::from_f32(x).to_f32())
-            .collect(),
+        Dtype::Bfloat16 => v.into_iter().map(|x| f32::from_bits(u32::from(f32_to_bf16_bits(x)) << 16)).collect(),
+        Dtype::Float16 => v.into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect(),
     }
 }
 
@@ -267,55 +230,23 @@ mod tests {
 
     #[test]
     fn rules() {
-        assert_eq!(
-            init_rule(
-                "language_model.model.layers.0.self_attn.q_norm.weight",
-                &[16]
-            ),
-            Init::Gain
-        );
-        assert_eq!(
-            init_rule("vision_model.trunk.blocks.1.norm_2.weight", &[64]),
-            Init::Gain
-        );
+        assert_eq!(init_rule("language_model.model.layers.0.self_attn.q_norm.weight", &[16]), Init::Gain);
+        assert_eq!(init_rule("vision_model.trunk.blocks.1.norm_2.weight", &[64]), Init::Gain);
         assert_eq!(init_rule("mlp1.0.weight", &[256]), Init::Gain);
         assert_eq!(init_rule("mlp1.0.bias", &[256]), Init::Normal(0.1));
-        assert_eq!(
-            init_rule("vision_model.preprocessor.pos_embed", &[1, 64, 64]),
-            Init::Normal(0.5)
-        );
-        assert_eq!(
-            init_rule("language_model.model.embed_tokens.weight", &[10, 64]),
-            Init::Normal(1.0)
-        );
-        assert_eq!(
-            init_rule(
-                "vision_model.preprocessor.patchifier.proj.weight",
-                &[64, 3, 14, 14]
-            ),
-            Init::Normal(1.0 / 588f64.sqrt())
-        );
+        assert_eq!(init_rule("vision_model.preprocessor.pos_embed", &[1, 64, 64]), Init::Normal(0.5));
+        assert_eq!(init_rule("language_model.model.embed_tokens.weight", &[10, 64]), Init::Normal(1.0));
+        assert_eq!(init_rule("vision_model.preprocessor.patchifier.proj.weight", &[64, 3, 14, 14]), Init::Normal(1.0 / 588f64.sqrt()));
     }
 
     #[test]
     fn values_match_numpy() {
         // gen_ckpt.tensor_seed(104, "language_model.model.embed_tokens.weight")
-        assert_eq!(
-            tensor_seed(104, "language_model.model.embed_tokens.weight"),
-            11947834262877212401
-        );
+        assert_eq!(tensor_seed(104, "language_model.model.embed_tokens.weight"), 11947834262877212401);
         // gen_ckpt.draw(name, shape, 104).ravel()[[0, 1, 2, 4095]].view("u4")
         let v = draw("mlp1.1.weight", &[64, 256], 104);
         let want: [u32; 4] = WANT_MLP11;
-        assert_eq!(
-            [
-                v[0].to_bits(),
-                v[1].to_bits(),
-                v[2].to_bits(),
-                v[4095].to_bits()
-            ],
-            want
-        );
+        assert_eq!([v[0].to_bits(), v[1].to_bits(), v[2].to_bits(), v[4095].to_bits()], want);
         let g = draw("mlp1.0.weight", &[256], 104);
         assert_eq!([g[0].to_bits(), g[255].to_bits()], WANT_MLP10);
         // chunked parallel fill equals one sequential pass, from any start

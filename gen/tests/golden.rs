@@ -25,10 +25,7 @@ impl Drop for TempDir {
 }
 
 fn golden_dir() -> PathBuf {
-    sail_gen::shared_dir()
-        .expect("shared folder")
-        .join("reference")
-        .join("golden")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("golden")
 }
 
 fn generate(argv: &[&str], out: &Path) -> ckpt::Summary {
@@ -39,16 +36,10 @@ fn generate(argv: &[&str], out: &Path) -> ckpt::Summary {
 
 fn check_case(name: &str) {
     let dir = golden_dir().join(name);
-    let case: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let g = &case["generator"];
     assert_eq!(g["generator_version"], ckpt::GENERATOR_VERSION);
-    let argv: Vec<&str> = g["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let argv: Vec<&str> = g["argv"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let tmp = TempDir::new(name);
     let t0 = std::time::Instant::now();
     let s = generate(&argv, &tmp.0);
@@ -96,82 +87,32 @@ fn sharded_and_other_options_match_python() {
     let cases: &[Case] = &[
         (
             "moe2",
+            &["--variant", "moe", "--shards", "2", "--seed", "7", "--dtype", "bfloat16"],
             &[
-                "--variant",
-                "moe",
-                "--shards",
-                "2",
-                "--seed",
-                "7",
-                "--dtype",
-                "bfloat16",
-            ],
-            &[
-                (
-                    "config.json",
-                    "4960e5a96f0930e980022dc487de96848563c7dd22ccbb239cf483c8cb4f99f3",
-                ),
-                (
-                    "model-00001-of-00002.safetensors",
-                    "a697206b11d061dfd38562155581e54c7387205c05412b1649afe29377765137",
-                ),
-                (
-                    "model-00002-of-00002.safetensors",
-                    "193da06e13c1c675962e6f89ebc56a1d70633af279d2b31b54b0b137a58fe336",
-                ),
-                (
-                    "model.safetensors.index.json",
-                    "4ef577049b17806d8a62900b20a90a037c0e5a938482c44705a18654fd562cdb",
-                ),
+                ("config.json", "4960e5a96f0930e980022dc487de96848563c7dd22ccbb239cf483c8cb4f99f3"),
+                ("model-00001-of-00002.safetensors", "a697206b11d061dfd38562155581e54c7387205c05412b1649afe29377765137"),
+                ("model-00002-of-00002.safetensors", "193da06e13c1c675962e6f89ebc56a1d70633af279d2b31b54b0b137a58fe336"),
+                ("model.safetensors.index.json", "4ef577049b17806d8a62900b20a90a037c0e5a938482c44705a18654fd562cdb"),
             ],
         ),
         (
             // four shards asked, three written (greedy cut), tied lm_head copy, negative seed
             "tie",
+            &["--tie-word-embeddings", "--dtype", "bfloat16", "--shards", "4", "--seed", "-5"],
             &[
-                "--tie-word-embeddings",
-                "--dtype",
-                "bfloat16",
-                "--shards",
-                "4",
-                "--seed",
-                "-5",
-            ],
-            &[
-                (
-                    "config.json",
-                    "63e29e3e98ea3e60336fd4e859297e4f0ca674669fb368d6abfc6afc4bc09466",
-                ),
-                (
-                    "model-00001-of-00003.safetensors",
-                    "ff3aa8d68913ebb2a5bfa108c2b5c089958995fb95ec93df9d97ec5cffd35d06",
-                ),
-                (
-                    "model-00002-of-00003.safetensors",
-                    "f7735728b3d3902f5e1af71051bf9c28765e6824c5a535f1a7e7d7d25e3b34bb",
-                ),
-                (
-                    "model-00003-of-00003.safetensors",
-                    "ae7f1a9e0f24c2efd58306f38f2d566814ed1b07ddc17d3b9465e9249ed5e541",
-                ),
-                (
-                    "model.safetensors.index.json",
-                    "dc7792eb472cd6f0014ad0908386edebafb16962c06db3036362c43f79cd7e4c",
-                ),
+                ("config.json", "63e29e3e98ea3e60336fd4e859297e4f0ca674669fb368d6abfc6afc4bc09466"),
+                ("model-00001-of-00003.safetensors", "ff3aa8d68913ebb2a5bfa108c2b5c089958995fb95ec93df9d97ec5cffd35d06"),
+                ("model-00002-of-00003.safetensors", "f7735728b3d3902f5e1af71051bf9c28765e6824c5a535f1a7e7d7d25e3b34bb"),
+                ("model-00003-of-00003.safetensors", "ae7f1a9e0f24c2efd58306f38f2d566814ed1b07ddc17d3b9465e9249ed5e541"),
+                ("model.safetensors.index.json", "dc7792eb472cd6f0014ad0908386edebafb16962c06db3036362c43f79cd7e4c"),
             ],
         ),
         (
             "f16",
             &["--dtype", "float16", "--seed", "3"],
             &[
-                (
-                    "config.json",
-                    "99d7c1fb151cf4ce80a4cd45d3ef8112e7f28ab17b13a90c65fb6271caa1e3ea",
-                ),
-                (
-                    "model.safetensors",
-                    "c3074004ced4dd312a4f8238ad1af2ddedaa9d099d9f64b6fc467689e61295e0",
-                ),
+                ("config.json", "99d7c1fb151cf4ce80a4cd45d3ef8112e7f28ab17b13a90c65fb6271caa1e3ea"),
+                ("model.safetensors", "c3074004ced4dd312a4f8238ad1af2ddedaa9d099d9f64b6fc467689e61295e0"),
             ],
         ),
         (
@@ -194,26 +135,11 @@ fn sharded_and_other_options_match_python() {
                 "10000.5",
             ],
             &[
-                (
-                    "config.json",
-                    "414ac06eb8886fc59767c1d628938397669d9fdea7563c3c9979da1697113746",
-                ),
-                (
-                    "model-00001-of-00003.safetensors",
-                    "6547d59dc293ef2e2146b73a973cb634208088dc03b6851d3be955d11c7d7951",
-                ),
-                (
-                    "model-00002-of-00003.safetensors",
-                    "4643676c4107cf41bf33bc582dcee04288d29ba748111ec6163274178d41e565",
-                ),
-                (
-                    "model-00003-of-00003.safetensors",
-                    "cf08116325b2142652ff232ec1965e2fc0581e7136de840e27b6fcb2bcb172a4",
-                ),
-                (
-                    "model.safetensors.index.json",
-                    "9ca1ba926110d80c9ea637a1b0aa4a6206f8dc07686c4c7995efc95520d724c0",
-                ),
+                ("config.json", "414ac06eb8886fc59767c1d628938397669d9fdea7563c3c9979da1697113746"),
+                ("model-00001-of-00003.safetensors", "6547d59dc293ef2e2146b73a973cb634208088dc03b6851d3be955d11c7d7951"),
+                ("model-00002-of-00003.safetensors", "4643676c4107cf41bf33bc582dcee04288d29ba748111ec6163274178d41e565"),
+                ("model-00003-of-00003.safetensors", "cf08116325b2142652ff232ec1965e2fc0581e7136de840e27b6fcb2bcb172a4"),
+                ("model.safetensors.index.json", "9ca1ba926110d80c9ea637a1b0aa4a6206f8dc07686c4c7995efc95520d724c0"),
             ],
         ),
     ];
@@ -221,22 +147,10 @@ fn sharded_and_other_options_match_python() {
         let tmp = TempDir::new(tag);
         let s = generate(argv, &tmp.0);
         for (file, sha) in *want {
-            assert_eq!(
-                s.sha256.get(*file).map(String::as_str),
-                Some(*sha),
-                "{tag}: {file}"
-            );
+            assert_eq!(s.sha256.get(*file).map(String::as_str), Some(*sha), "{tag}: {file}");
         }
-        let weights: Vec<&String> = s
-            .sha256
-            .keys()
-            .filter(|k| k.ends_with(".safetensors"))
-            .collect();
-        assert_eq!(
-            weights.len(),
-            s.weight_files.len(),
-            "{tag}: unexpected weight files"
-        );
+        let weights: Vec<&String> = s.sha256.keys().filter(|k| k.ends_with(".safetensors")).collect();
+        assert_eq!(weights.len(), s.weight_files.len(), "{tag}: unexpected weight files");
     }
 }
 
@@ -245,23 +159,8 @@ fn summary_hashes_match_files_on_disk() {
     use sha2::Digest;
     let tmp = TempDir::new("disk");
     std::fs::write(tmp.0.join("stale.txt"), b"left over").unwrap();
-    let s = generate(
-        &[
-            "--variant",
-            "moe",
-            "--shards",
-            "2",
-            "--dtype",
-            "bfloat16",
-            "--vocab-size",
-            "151936",
-        ],
-        &tmp.0,
-    );
-    assert!(
-        s.sha256.contains_key("stale.txt"),
-        "python lists every file of the folder"
-    );
+    let s = generate(&["--variant", "moe", "--shards", "2", "--dtype", "bfloat16", "--vocab-size", "151936"], &tmp.0);
+    assert!(s.sha256.contains_key("stale.txt"), "python lists every file of the folder");
     for (f, sha) in &s.sha256 {
         let bytes = std::fs::read(tmp.0.join(f)).unwrap();
         assert_eq!(&sail_gen::hex(&sha2::Sha256::digest(&bytes)), sha, "{f}");

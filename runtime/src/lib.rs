@@ -1,15 +1,15 @@
 //! The sail runtime: everything between a pair of sail GGUF files and an answer.
 //!
-//! `ggml` is the only module with `unsafe`: it wraps the ggml/llama.cpp C API (reached through
-//! `llama-cpp-sys-2`, the one copy of ggml in the process) and memory maps in RAII types. The
-//! rest is ordinary safe Rust: `gguf` reads and writes the container format, `model` holds the
-//! one table of tensor names and hyperparameter keys that the converter, the quantizer and the
-//! loaders share.
+//! Crates depend downward only: `sail-format` (files, names, hyperparameters; plain Rust) →
+//! `sail-ggml` (every `unsafe` line: RAII wrappers over ggml and llama.cpp) → this crate, the
+//! engine (images to projector rows, the one prompt builder, sessions) → the front ends (the
+//! `sail` CLI, the C API, the server), each thin over [`session`].
 
-pub mod ggml;
-pub mod gguf;
-pub mod model;
+pub mod bench;
 pub mod npy;
 pub mod session;
 pub mod text;
 pub mod vision;
+
+pub use sail_format as format;
+pub use sail_ggml as ggml;

@@ -7,13 +7,14 @@
 //! positions. Everything that can be checked (files, hidden sizes, context room, sampler
 //! values) is checked before any compute.
 
-use crate::ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerParams};
-use crate::gguf::GgufFile;
-use crate::model::keys::*;
-use crate::model::{HparamsError, LlmHparams};
-use crate::text::template::{self as tpl, Role, Turn};
+use crate::text::{Media, Message, Part, Prompt, PromptBuilder, PromptError};
 use crate::vision::encoder::{EncoderParams, VisionEncoder, VisionError};
-use crate::vision::preprocess::{self, DecodedImage, PreprocessConfig, PreprocessError};
+use crate::vision::preprocess::{self, DecodedImage, ImageLimits, PreprocessConfig, PreprocessError};
+use sail_format::gguf::{GgufError, GgufFile};
+use sail_format::keys::*;
+use sail_format::template as tpl;
+use sail_format::{HparamsError, LlmHparams};
+use sail_ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerError, SamplerParams};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,23 +22,29 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum SailError {
     #[error(transparent)]
-    Gguf(#[from] crate::gguf::GgufError),
+    Gguf(#[from] GgufError),
     #[error(transparent)]
     Hparams(#[from] HparamsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Vision(#[from] VisionError),
-    #[error("{0}")]
+    #[error(transparent)]
     Llama(#[from] LlamaError),
-    #[error("{0}")]
+    #[error(transparent)]
     Image(#[from] PreprocessError),
     #[error("{model}: no vision file ({why}); this model can only take text. Convert with sail-convert or pass --mmproj")]
     NoVision { model: PathBuf, why: String },
     #[error("the prompt needs {prompt} tokens ({images} of them image tokens) plus {n_predict} to generate = {total}, but the context allows {limit} ({why}); use fewer/smaller images (--max-tiles), a shorter prompt, a smaller -n, or a larger --ctx")]
     PromptTooLong { prompt: usize, images: usize, n_predict: usize, total: usize, limit: usize, why: &'static str },
     #[error("invalid sampling parameters: {0}")]
-    Sampler(String),
-    #[error("{0}")]
-    Prompt(String),
+    Sampler(#[from] SamplerError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("{file}: the vision file makes {vision} tokens per tile but the language file expects {llm}: they belong to different models")]
+    TokensPerTile { file: PathBuf, vision: u64, llm: usize },
+    #[error("{model}: the template's control token {token:?} is not a single token of this vocabulary")]
+    ControlToken { model: PathBuf, token: &'static str },
+    #[error("video frames and images cannot be mixed in one question")]
+    MixedMedia,
 }
 
 /// How to load a model pair.
@@ -81,6 +88,9 @@ pub struct ModelInfo {
     pub img_start: i32,
     pub img_end: i32,
     pub img_context: i32,
+    /// `<|im_start|>` and `<|im_end|>` as this vocabulary's ids.
+    pub im_start: i32,
+    pub im_end: i32,
     pub tokens_per_tile: usize,
     /// The language weights are f32 (`general.file_type` 0): sessions default to an f32 KV
     /// cache so results match the reference exactly; quantized models get f16.
@@ -124,6 +134,8 @@ impl Model {
             img_start: meta_u32(&f, SAIL_TOKEN_IMG_START, &mut problems),
             img_end: meta_u32(&f, SAIL_TOKEN_IMG_END, &mut problems),
             img_context: meta_u32(&f, SAIL_TOKEN_IMG_CONTEXT, &mut problems),
+            im_start: -1,
+            im_end: -1,
             tokens_per_tile: meta_u32(&f, SAIL_TOKENS_PER_TILE, &mut problems) as usize,
             f32_weights: f.get(GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0),
             hp,
@@ -141,23 +153,30 @@ impl Model {
         };
         let llm = Arc::new(LlamaModel::load(
             path,
-            &crate::ggml::ModelParams { n_gpu_layers: params.n_gpu_layers, use_mmap: params.use_mmap, repack: params.repack },
+            &sail_ggml::ModelParams { n_gpu_layers: params.n_gpu_layers, use_mmap: params.use_mmap, repack: params.repack },
         )?);
+        let mut info = info;
+        let control = |token: &'static str| match llm.tokenize(token, true)[..] {
+            [id] => Ok(id),
+            _ => Err(SailError::ControlToken { model: path.to_path_buf(), token }),
+        };
+        info.im_start = control(tpl::IM_START)?;
+        info.im_end = control(tpl::IM_END)?;
         let vision = match &vision_path {
             Some(p) => Some(VisionEncoder::load(
                 p,
-                Some(&info.hp),
-                &EncoderParams { n_threads: params.n_threads, memory_budget: params.vision_memory_budget, device: params.vision_device.clone() },
+                Some(info.hp.n_embd),
+                &EncoderParams {
+                    n_threads: params.n_threads,
+                    memory_budget: params.vision_memory_budget,
+                    device: params.vision_device.clone(),
+                },
             )?),
             None => None,
         };
-        if let Some(v) = &vision {
-            if v.hp.tokens_per_tile() as usize != info.tokens_per_tile {
-                return Err(SailError::Prompt(format!(
-                    "the vision file makes {} tokens per tile but the language file expects {}: they belong to different models",
-                    v.hp.tokens_per_tile(),
-                    info.tokens_per_tile
-                )));
+        if let (Some(v), Some(p)) = (&vision, &vision_path) {
+            if v.hp.tokens_per_tile() != info.tokens_per_tile as u64 {
+                return Err(SailError::TokensPerTile { file: p.clone(), vision: v.hp.tokens_per_tile(), llm: info.tokens_per_tile });
             }
         }
         Ok(Model {
@@ -173,28 +192,34 @@ impl Model {
     }
 
     fn encoder(&self) -> Result<&VisionEncoder, SailError> {
-        self.vision.as_ref().ok_or_else(|| SailError::NoVision {
-            model: self.info.path.clone(),
-            why: self.vision_missing.clone().unwrap_or_default(),
-        })
+        self.vision
+            .as_ref()
+            .ok_or_else(|| SailError::NoVision { model: self.info.path.clone(), why: self.vision_missing.clone().unwrap_or_default() })
     }
 
     /// Tiles an image with SAIL's processor (`max_tiles` overrides the file's limit; 1 gives a
-    /// single tile without thumbnail, as used for video frames).
-    pub fn prepare_image(&self, img: &DecodedImage, max_tiles: Option<u32>) -> Result<PreparedImage, SailError> {
+    /// single tile without thumbnail, as used for video frames). `limits` is the same budget the
+    /// image was decoded under.
+    pub fn prepare_image(&self, img: &DecodedImage, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
         let hp = &self.encoder()?.hp;
         let mut cfg = PreprocessConfig::new(hp.image_size, hp.image_mean, hp.image_std, max_tiles.unwrap_or(hp.max_tiles));
         cfg.min_tiles = hp.min_tiles.min(cfg.max_tiles);
         cfg.use_thumbnail = hp.use_thumbnail;
+        cfg.limits = limits;
         let p = preprocess::preprocess(img, &cfg)?;
         Ok(PreparedImage { tiles: p.tiles, grid: p.grid, pixels: p.pixels })
     }
 
-    /// Loads and tiles an image file.
-    pub fn prepare_image_file(&self, path: &Path, max_tiles: Option<u32>, max_pixels: u64) -> Result<PreparedImage, SailError> {
+    /// Loads and tiles an image file under `limits`.
+    pub fn prepare_image_file(&self, path: &Path, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
         self.encoder()?;
-        let img = preprocess::load_image(path, max_pixels)?;
-        self.prepare_image(&img, max_tiles)
+        let img = preprocess::load_image(path, limits)?;
+        self.prepare_image(&img, max_tiles, limits)
+    }
+
+    /// The prompt builder with this model's default system and thinking prompts.
+    pub fn prompt_builder(&self) -> PromptBuilder {
+        PromptBuilder::new(self.info.system_prompt.clone(), self.info.think_prompt.clone())
     }
 
     pub fn has_vision(&self) -> bool {
@@ -222,6 +247,10 @@ pub struct SessionParams {
     pub kv_f32: bool,
     /// None = the model's default system prompt.
     pub system: Option<String>,
+    /// Tokenize user and system text with special-token parsing on, as the reference does:
+    /// `<|im_end|>` typed in a question then becomes the control token. Off by default, so
+    /// user text can never forge a turn or an image slot.
+    pub parse_special: bool,
 }
 
 /// Generation settings.
@@ -299,11 +328,18 @@ impl Generation {
     }
 }
 
-/// One piece of a prompt.
+/// One piece of a prompt, ready for llama.cpp.
 #[derive(Debug, Clone)]
 enum Segment {
     Tokens(Vec<i32>),
     Image(usize),
+}
+
+/// Whether the queued pictures are images or video frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    Images,
+    Frames,
 }
 
 /// A conversation with its own KV cache.
@@ -311,10 +347,12 @@ enum Segment {
 pub struct Session {
     model: Arc<Model>,
     params: SessionParams,
+    builder: PromptBuilder,
     ctx: Option<LlamaContext>,
     n_past: i32,
     turns: usize,
     images: Vec<PreparedImage>,
+    queued: Option<Queued>,
     /// Set when the last reply did not end with `<|im_end|>` in the cache.
     open_reply: bool,
 }
@@ -350,19 +388,34 @@ impl Utf8Stream {
 
 impl Session {
     pub fn new(model: Arc<Model>, params: SessionParams) -> Session {
-        Session { model, params, ctx: None, n_past: 0, turns: 0, images: Vec::new(), open_reply: false }
+        let builder = model.prompt_builder();
+        Session { model, params, builder, ctx: None, n_past: 0, turns: 0, images: Vec::new(), queued: None, open_reply: false }
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
 
-    /// Queues an image for the next question (placed as `<image>` before the text, or at the
-    /// question's own `<image>` markers).
-    pub fn add_image(&mut self, img: PreparedImage) -> Result<(), SailError> {
+    fn queue(&mut self, img: PreparedImage, kind: Queued) -> Result<(), SailError> {
         self.model.encoder()?;
+        if self.queued.is_some_and(|q| q != kind) {
+            return Err(SailError::MixedMedia);
+        }
+        self.queued = Some(kind);
         self.images.push(img);
         Ok(())
+    }
+
+    /// Queues an image for the next question (placed as `<image>` before the text, or at the
+    /// question's own `<image>` placeholders).
+    pub fn add_image(&mut self, img: PreparedImage) -> Result<(), SailError> {
+        self.queue(img, Queued::Images)
+    }
+
+    /// Queues a video frame for the next question (`Frame-k: <image>` lines before the text;
+    /// prepare frames with one tile each, as SAIL's video path does).
+    pub fn add_frame(&mut self, img: PreparedImage) -> Result<(), SailError> {
+        self.queue(img, Queued::Frames)
     }
 
     /// Positions used so far.
@@ -370,39 +423,59 @@ impl Session {
         self.n_past as usize
     }
 
-    /// Builds this turn's prompt: segments to decode and the full id list.
-    fn plan(&self, question: &str, think: bool) -> Result<(Vec<Segment>, Vec<i32>), SailError> {
-        let user = tpl::user_text(question, self.images.len(), think);
-        let text = if self.turns == 0 {
-            tpl::render(self.params.system.as_deref().or(Some(&self.model.info.system_prompt)), &[Turn { role: Role::User, content: user }])
-        } else {
-            let close = if self.open_reply { tpl::IM_END } else { "" };
-            format!("{close}{}user\n{user}{}{}assistant\n", tpl::IM_START, tpl::IM_END, tpl::IM_START)
-        };
-        let parts: Vec<&str> = text.split("<image>").collect();
-        if parts.len() - 1 != self.images.len() {
-            return Err(SailError::Prompt(format!("the prompt has {} <image> markers for {} images", parts.len() - 1, self.images.len())));
+    /// Turns a rendered prompt into decode segments and the full id list.
+    fn tokenize(&self, prompt: &Prompt) -> Result<(Vec<Segment>, Vec<i32>), SailError> {
+        if prompt.n_images != self.images.len() {
+            return Err(PromptError::PlaceholderCount { markers: prompt.n_images, images: self.images.len() }.into());
         }
         let info = &self.model.info;
-        let mut segs = Vec::new();
+        let mut segs: Vec<Segment> = Vec::new();
         let mut ids = Vec::new();
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                let n = self.images[i - 1].tiles * info.tokens_per_tile;
-                segs.push(Segment::Tokens(vec![info.img_start]));
-                segs.push(Segment::Image(i - 1));
-                segs.push(Segment::Tokens(vec![info.img_end]));
-                ids.push(info.img_start);
-                ids.extend(std::iter::repeat_n(info.img_context, n));
-                ids.push(info.img_end);
-            }
-            if !part.is_empty() {
-                let t = self.model.llm.tokenize(part, true);
-                ids.extend_from_slice(&t);
-                segs.push(Segment::Tokens(t));
+        let push_tokens = |segs: &mut Vec<Segment>, t: Vec<i32>| match segs.last_mut() {
+            Some(Segment::Tokens(prev)) => prev.extend(t),
+            _ => segs.push(Segment::Tokens(t)),
+        };
+        for part in &prompt.parts {
+            match part {
+                Part::Control(c) => {
+                    let id = match *c {
+                        tpl::IM_START => info.im_start,
+                        tpl::IM_END => info.im_end,
+                        tpl::IMG_START => info.img_start,
+                        tpl::IMG_END => info.img_end,
+                        other => return Err(SailError::ControlToken { model: info.path.clone(), token: other }),
+                    };
+                    ids.push(id);
+                    push_tokens(&mut segs, vec![id]);
+                }
+                Part::Text(t) => {
+                    let toks = self.model.llm.tokenize(t, self.params.parse_special);
+                    ids.extend_from_slice(&toks);
+                    push_tokens(&mut segs, toks);
+                }
+                Part::Image(k) => {
+                    let n = self.images[*k].tiles * info.tokens_per_tile;
+                    ids.extend(std::iter::repeat_n(info.img_context, n));
+                    segs.push(Segment::Image(*k));
+                }
             }
         }
         Ok((segs, ids))
+    }
+
+    /// This turn's prompt for `question` and the queued pictures.
+    fn plan(&self, question: &str, think: bool) -> Result<Prompt, SailError> {
+        let n = self.images.len();
+        let media = match self.queued {
+            Some(Queued::Frames) => Media::Frames(n),
+            _ => Media::Images(n),
+        };
+        let user = self.builder.user(question, media, think)?;
+        Ok(if self.turns == 0 {
+            self.builder.conversation(self.params.system.as_deref(), &[user])?
+        } else {
+            self.builder.follow_up(&user, self.open_reply)
+        })
     }
 
     fn ensure_context(&mut self, needed: usize, n_predict: usize, image_tokens: usize, prompt: usize) -> Result<(), SailError> {
@@ -433,10 +506,36 @@ impl Session {
         &mut self,
         question: &str,
         gp: &GenerateParams,
+        on_token: impl FnMut(i32, &str) -> bool,
+    ) -> Result<Generation, SailError> {
+        gp.sampler.validate()?;
+        let prompt = self.plan(question, gp.think)?;
+        self.generate_prompt(&prompt, gp, on_token)
+    }
+
+    /// Runs a whole conversation (rendered by [`PromptBuilder::conversation`]) from an empty
+    /// cache: the server's path, where each request carries its history. The queued images
+    /// are the conversation's, in prompt order.
+    pub fn generate_conversation(
+        &mut self,
+        system: Option<&str>,
+        messages: &[Message],
+        gp: &GenerateParams,
+        on_token: impl FnMut(i32, &str) -> bool,
+    ) -> Result<Generation, SailError> {
+        gp.sampler.validate()?;
+        let prompt = self.builder.conversation(system, messages)?;
+        self.reset_cache();
+        self.generate_prompt(&prompt, gp, on_token)
+    }
+
+    fn generate_prompt(
+        &mut self,
+        prompt: &Prompt,
+        gp: &GenerateParams,
         mut on_token: impl FnMut(i32, &str) -> bool,
     ) -> Result<Generation, SailError> {
-        gp.sampler.validate().map_err(SailError::Sampler)?;
-        let (segs, ids) = self.plan(question, gp.think)?;
+        let (segs, ids) = self.tokenize(prompt)?;
         let tiles: usize = self.images.iter().map(|i| i.tiles).sum();
         let image_tokens = tiles * self.model.info.tokens_per_tile;
         let needed = self.n_past as usize + ids.len() + gp.n_predict;
@@ -481,6 +580,7 @@ impl Session {
         timings.prefill_tokens = ids.len();
         let prompt_logits = ctx.logits().to_vec();
         self.images.clear();
+        self.queued = None;
         self.turns += 1;
 
         // 3. sample
@@ -537,14 +637,19 @@ impl Session {
         Ok(Generation { tokens, text, prompt_token_ids: ids, image_tokens, tiles, prompt_logits, embeddings, stop, timings })
     }
 
-    /// Forgets the conversation (keeps the context allocation).
+    /// Forgets the conversation and any queued pictures (keeps the context allocation).
     pub fn reset(&mut self) {
+        self.reset_cache();
+        self.images.clear();
+        self.queued = None;
+    }
+
+    fn reset_cache(&mut self) {
         if let Some(c) = &mut self.ctx {
             c.truncate(0);
         }
         self.n_past = 0;
         self.turns = 0;
-        self.images.clear();
         self.open_reply = false;
     }
 }

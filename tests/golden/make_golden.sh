@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Regenerates sail's own golden cases (tests/golden/*) with the independent reference harness in
-# ../shared/reference. Needs its venv (bash ../shared/reference/setup_env.sh /tmp/refenv, ~4 GB);
-# CI does not run this: it only reads the committed outputs (case.json, last_logits.npy,
-# vision_embeds.npy), whose inputs the tests regenerate bit-exactly with `sail-gen`.
-#   usage: [ONLY="case1 case2"] tests/golden/make_golden.sh [/tmp/refenv/bin/python]
+# Maintainers only: regenerates sail's golden cases (tests/golden/*) with the team's independent
+# reference harness (reference.py, gen_ckpt.py, gen_image.py; transformers-based), which is not
+# part of this repository. Needs that harness and its torch venv (~4 GB). Neither the tests nor
+# CI run this: they only read the committed outputs (case.json, last_logits.npy,
+# vision_embeds.npy), whose inputs they regenerate bit-exactly with `sail-gen`.
+#   usage: SAIL_REFERENCE=/path/to/reference [ONLY="case1 case2"] tests/golden/make_golden.sh [PYTHON]
 set -euo pipefail
 PY=${1:-/tmp/refenv/bin/python}
 HERE=$(cd "$(dirname "$0")" && pwd)
-REF=$(cd "$HERE/../../../shared/reference" && pwd)
+REF=$(cd "${SAIL_REFERENCE:?set SAIL_REFERENCE to the reference harness folder}" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -12,11 +12,9 @@ pub struct Case {
 }
 
 impl Case {
-    /// A case from `../shared/reference/golden/NAME` or, failing that, `tests/golden/NAME`.
+    /// The case `tests/golden/NAME`.
     pub fn load(name: &str) -> Result<Case> {
-        let shared = crate::shared().join("reference/golden").join(name);
-        let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
-        let dir = if shared.join("case.json").exists() { shared } else { local };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
         let text = std::fs::read_to_string(dir.join("case.json")).with_context(|| format!("golden case {name}"))?;
         Ok(Case { dir, json: serde_json::from_str(&text)? })
     }

@@ -10,11 +10,6 @@ pub mod npy;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// `../shared` (or `$SAIL_SHARED`).
-pub fn shared() -> PathBuf {
-    sail_gen::shared_dir().expect("the shared folder (../shared or $SAIL_SHARED) is needed by the tests")
-}
-
 /// A scratch folder for generated checkpoints and converted models, private to this build of
 /// the calling test binary: its name includes the binary's size and modification time, so a
 /// rebuilt converter never sees files an older one wrote. Folders of other builds older than
@@ -22,9 +17,7 @@ pub fn shared() -> PathBuf {
 pub fn scratch() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let base = std::env::var_os("SAIL_TEST_SCRATCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("sail-test-cache"));
+        let base = std::env::var_os("SAIL_TEST_SCRATCH").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("sail-test-cache"));
         let exe = std::env::current_exe().expect("test binary path");
         let meta = std::fs::metadata(&exe).expect("test binary metadata");
         let stamp = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
@@ -32,7 +25,12 @@ pub fn scratch() -> PathBuf {
         let dir = base.join(&key[..16]);
         if let Ok(entries) = std::fs::read_dir(&base) {
             for e in entries.flatten() {
-                let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 7200);
+                let old = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 7200);
                 if e.path() != dir && old {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
@@ -67,21 +65,15 @@ pub fn checkpoint(argv: &[&str]) -> PathBuf {
 
 /// Converts `ckpt` with `flags` (sail-convert's preset and vision flags) into the scratch
 /// folder, once per (checkpoint, flags); returns the language GGUF's path.
-pub fn converted(ckpt: &Path, name: &str, preset: sail_quant::Preset, vision: sail_quant::VisionType) -> PathBuf {
+pub fn converted(ckpt: &Path, name: &str, preset: sail_format::quant::Preset, vision: sail_format::quant::VisionType) -> PathBuf {
     let _g = GEN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let key = hex_digest(format!("{}|{:?}|{:?}", ckpt.display(), preset, vision).as_bytes());
     let out = scratch().join(format!("{name}-{}-{}.gguf", preset.flag(), &key[..12]));
     if out.exists() && sail_convert::vision_path_for(&out).exists() {
         return out;
     }
-    let opts = sail_convert::Options {
-        input: ckpt.to_path_buf(),
-        output: out.clone(),
-        preset,
-        vision_type: vision,
-        threads: 0,
-        progress: false,
-    };
+    let opts =
+        sail_convert::Options { input: ckpt.to_path_buf(), output: out.clone(), preset, vision_type: vision, threads: 0, progress: false };
     sail_convert::convert(&opts, &std::sync::atomic::AtomicBool::new(false)).expect("conversion");
     out
 }

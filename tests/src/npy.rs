@@ -30,8 +30,7 @@ pub fn read_f32(path: &Path) -> Result<Array> {
     let e = s + header[s..].find(')').ok_or_else(|| anyhow!("bad shape in {header}"))?;
     let shape: Vec<usize> =
         header[s..e].split(',').map(str::trim).filter(|x| !x.is_empty()).map(|x| x.parse()).collect::<Result<_, _>>()?;
-    let data: Vec<f32> =
-        b[hstart + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data: Vec<f32> = b[hstart + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     if data.len() != shape.iter().product::<usize>() {
         bail!("{}: {} values for shape {shape:?}", path.display(), data.len());
     }

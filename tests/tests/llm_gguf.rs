@@ -2,7 +2,7 @@
 //! independent reference, at f32 to NMSE ≤ 1e-6, for dense and MoE, single-file and sharded
 //! bf16 checkpoints; quantized conversions stay within stated bounds.
 
-use sail_quant::{Preset, VisionType};
+use sail_format::quant::{Preset, VisionType};
 use sail_testkit::{checkpoint, converted, golden::Case, llama, metrics};
 
 fn case_logits(case: &str, preset: Preset) -> (Vec<f32>, Vec<f32>, Case) {

@@ -1,6 +1,6 @@
 //! llama.cpp's tokenization of our GGUF equals Hugging Face `tokenizers` on tokenizer.json.
 
-use sail_quant::{Preset, VisionType};
+use sail_format::quant::{Preset, VisionType};
 use sail_testkit::{checkpoint, converted, llama};
 use tokenizers::Tokenizer;
 

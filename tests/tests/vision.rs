@@ -4,8 +4,8 @@
 //! select_layer −1 and −2.
 
 use sail::vision::encoder::{EncoderParams, VisionEncoder};
-use sail::vision::preprocess::{load_image, preprocess, PreprocessConfig, DEFAULT_MAX_PIXELS};
-use sail_quant::{Preset, VisionType};
+use sail::vision::preprocess::{load_image, preprocess, ImageLimits, PreprocessConfig};
+use sail_format::quant::{Preset, VisionType};
 use sail_testkit::{checkpoint, converted, golden::Case, metrics};
 
 fn run_case(name: &str, vision: VisionType, bound: f64) {
@@ -15,9 +15,10 @@ fn run_case(name: &str, vision: VisionType, bound: f64) {
     let ck = checkpoint(&argv);
     let preset = if vision == VisionType::F32 { Preset::F32 } else { Preset::F16 };
     let gguf = converted(&ck, name, preset, vision);
-    let enc = VisionEncoder::load(&sail_convert::vision_path_for(&gguf), None, &EncoderParams { n_threads: 2, ..Default::default() }).unwrap();
+    let enc =
+        VisionEncoder::load(&sail_convert::vision_path_for(&gguf), None, &EncoderParams { n_threads: 2, ..Default::default() }).unwrap();
     let hp = &enc.hp;
-    let img = load_image(&c.image().expect("case has an image"), DEFAULT_MAX_PIXELS).unwrap();
+    let img = load_image(&c.image().expect("case has an image"), ImageLimits::default()).unwrap();
     let cfg = PreprocessConfig::new(hp.image_size, hp.image_mean, hp.image_std, hp.max_tiles);
     let pre = preprocess(&img, &cfg).unwrap();
     assert_eq!(pre.tiles, c.tiles(), "{name}: tile count");
@@ -26,7 +27,10 @@ fn run_case(name: &str, vision: VisionType, bound: f64) {
     assert_eq!(got.len(), want.data.len(), "{name}: shape {:?}", want.shape);
     let rel = metrics::max_rel(&got, &want.data);
     let nmse = metrics::nmse(&got, &want.data);
-    eprintln!("{name} ({:?} grid {:?}, {} tiles, select_layer {}): max rel {rel:.3e}, NMSE {nmse:.3e} (bound {bound:.0e})", vision, pre.grid, pre.tiles, hp.select_layer);
+    eprintln!(
+        "{name} ({:?} grid {:?}, {} tiles, select_layer {}): max rel {rel:.3e}, NMSE {nmse:.3e} (bound {bound:.0e})",
+        vision, pre.grid, pre.tiles, hp.select_layer
+    );
     assert!(rel <= bound, "{name}: max rel {rel:.3e} > {bound:.0e}");
 }
 
@@ -54,7 +58,7 @@ fn batching_tiles_does_not_change_the_result() {
     let gguf = converted(&checkpoint(&argv), "vis-sl2-3x3", Preset::F32, VisionType::F32);
     let enc = VisionEncoder::load(&sail_convert::vision_path_for(&gguf), None, &EncoderParams::default()).unwrap();
     let hp = &enc.hp;
-    let img = load_image(&c.image().unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+    let img = load_image(&c.image().unwrap(), ImageLimits::default()).unwrap();
     let pre = preprocess(&img, &PreprocessConfig::new(hp.image_size, hp.image_mean, hp.image_std, hp.max_tiles)).unwrap();
     let all = enc.encode(&pre.pixels, pre.tiles, usize::MAX).unwrap();
     let one_by_one = enc.encode(&pre.pixels, pre.tiles, 1).unwrap();

@@ -133,6 +133,8 @@ struct sail_session_params {
     int32_t n_threads;         /* 0: the model's thread count */
     int32_t max_tiles;         /* tiles per image; 0: the model's max_dynamic_patch; 1: one tile, no thumbnail */
     int32_t kv_type;           /* enum sail_kv_type; default SAIL_KV_AUTO */
+    bool parse_special;        /* false (default): prompt and system text stay text, so a typed
+                                  "<|im_end|>" cannot end a turn; true: the reference's parsing */
 };
 
 struct sail_generate_params {
@@ -202,6 +204,14 @@ sail_session *sail_session_new(const sail_model *model, struct sail_session_para
 
 /* Decodes and tiles an image file now; queues it for the next generate. */
 sail_status sail_session_add_image_file(sail_session *session, const char *path);
+
+/*
+ * Decodes a video frame (one tile, no thumbnail) and queues it for the next generate; the
+ * prompt then lists the frames as "Frame-1: <image>" ... before the question, as SAIL's video
+ * path does (the CLI's --frames). Frames and images cannot be mixed in one question:
+ * SAIL_ERR_INVALID_ARGUMENT.
+ */
+sail_status sail_session_add_frame_file(sail_session *session, const char *path);
 
 /*
  * Queues a camera frame: `height` rows of `width` interleaved 8-bit R,G,B pixels. Row r starts

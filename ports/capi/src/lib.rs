@@ -19,9 +19,10 @@
 
 #![allow(non_camel_case_types)]
 
+use sail::format::gguf::GgufError;
 use sail::ggml::{LlamaError, SamplerParams};
-use sail::gguf::GgufError;
-use sail::session::{GenerateParams, Model, ModelParams, Session, SessionParams, SailError, StopReason};
+use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
+use sail::vision::preprocess::ImageLimits;
 use sail::vision::preprocess::{self, PreprocessError, DEFAULT_MAX_PIXELS};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -75,6 +76,7 @@ pub struct sail_session_params {
     pub n_threads: i32,
     pub max_tiles: i32,
     pub kv_type: i32,
+    pub parse_special: bool,
 }
 
 /// `struct sail_generate_params`.
@@ -127,7 +129,7 @@ pub struct sail_session {
 struct SessionState {
     session: Session,
     max_tiles: Option<u32>,
-    max_pixels: u64,
+    limits: ImageLimits,
     last_tokens: Vec<i32>,
     last_text: CString,
     last_info: sail_generation_info,
@@ -194,8 +196,8 @@ fn status_of(e: &SailError, phase: Phase) -> sail_status {
         SailError::Image(_) => SAIL_ERR_BAD_IMAGE,
         SailError::NoVision { .. } => SAIL_ERR_NO_VISION,
         SailError::Sampler(_) => SAIL_ERR_INVALID_ARGUMENT,
-        SailError::Prompt(_) if phase == Phase::Load => SAIL_ERR_BAD_MODEL,
-        SailError::Prompt(_) => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::Prompt(_) | SailError::MixedMedia => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
     }
 }
 
@@ -389,6 +391,7 @@ fn default_session_params() -> sail_session_params {
         n_threads: 0,
         max_tiles: 0,
         kv_type: SAIL_KV_AUTO,
+        parse_special: false,
     }
 }
 
@@ -531,11 +534,12 @@ fn new_session(m: &sail_model, p: &sail_session_params, system: Option<String>) 
         n_threads: threads(p.n_threads, "n_threads")?,
         kv_f32,
         system,
+        parse_special: p.parse_special,
     };
     let state = SessionState {
         session: Session::new(m.model.clone(), sp),
         max_tiles,
-        max_pixels: if p.max_pixels == 0 { DEFAULT_MAX_PIXELS } else { p.max_pixels },
+        limits: ImageLimits { max_pixels: if p.max_pixels == 0 { DEFAULT_MAX_PIXELS } else { p.max_pixels } },
         last_tokens: Vec::new(),
         last_text: CString::default(),
         last_info: sail_generation_info::default(),
@@ -549,7 +553,11 @@ fn new_session(m: &sail_model, p: &sail_session_params, system: Option<String>) 
 /// `model` is NULL or a live handle; `params.system_prompt` NULL or NUL-terminated; `err` NULL
 /// or writable.
 #[no_mangle]
-pub unsafe extern "C" fn sail_session_new(model: *const sail_model, params: sail_session_params, err: *mut sail_status) -> *mut sail_session {
+pub unsafe extern "C" fn sail_session_new(
+    model: *const sail_model,
+    params: sail_session_params,
+    err: *mut sail_status,
+) -> *mut sail_session {
     let made = guard_new(|| {
         // SAFETY: NULL or a live handle.
         let m = unsafe { model_ref(model) }?;
@@ -564,12 +572,11 @@ pub unsafe extern "C" fn sail_session_new(model: *const sail_model, params: sail
     unsafe { report(err, made) }
 }
 
-/// `sail_status sail_session_add_image_file(sail_session *, const char *path)`.
+/// Decodes and queues an image file (`frame`: as a one-tile video frame).
 ///
 /// # Safety
 /// `session` is NULL or a live handle; `path` NULL or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn sail_session_add_image_file(session: *mut sail_session, path: *const c_char) -> sail_status {
+unsafe fn add_file(session: *mut sail_session, path: *const c_char, frame: bool) -> sail_status {
     guard(|| {
         // SAFETY: NULL or a live handle.
         let mut st = lock(unsafe { session_ref(session) }?)?;
@@ -579,9 +586,34 @@ pub unsafe extern "C" fn sail_session_add_image_file(session: *mut sail_session,
             return Err(Failure::new(SAIL_ERR_FILE_NOT_FOUND, format!("{}: no such image file", file.display())));
         }
         let model = st.session.model().clone();
-        let img = model.prepare_image_file(&file, st.max_tiles, st.max_pixels).map_err(failed(Phase::Image))?;
-        st.session.add_image(img).map_err(failed(Phase::Image))
+        let tiles = if frame { Some(1) } else { st.max_tiles };
+        let img = model.prepare_image_file(&file, tiles, st.limits).map_err(failed(Phase::Image))?;
+        if frame {
+            st.session.add_frame(img).map_err(failed(Phase::Image))
+        } else {
+            st.session.add_image(img).map_err(failed(Phase::Image))
+        }
     })
+}
+
+/// `sail_status sail_session_add_image_file(sail_session *, const char *path)`.
+///
+/// # Safety
+/// `session` is NULL or a live handle; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn sail_session_add_image_file(session: *mut sail_session, path: *const c_char) -> sail_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { add_file(session, path, false) }
+}
+
+/// `sail_status sail_session_add_frame_file(sail_session *, const char *path)`.
+///
+/// # Safety
+/// `session` is NULL or a live handle; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn sail_session_add_frame_file(session: *mut sail_session, path: *const c_char) -> sail_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { add_file(session, path, true) }
 }
 
 /// Checks a strided RGB buffer's geometry; returns (row bytes, stride, bytes that will be read).
@@ -598,7 +630,9 @@ fn rgb_layout(len: usize, width: i32, height: i32, stride: usize) -> Result<(usi
     }
     let needed = stride.checked_mul(h - 1).and_then(|n| n.checked_add(row)).filter(|&n| n <= isize::MAX as usize).ok_or_else(too_big)?;
     if len < needed {
-        return Err(Failure::invalid(format!("RGB buffer of {len} bytes is too short for {width}x{height} (stride {stride}): {needed} bytes needed")));
+        return Err(Failure::invalid(format!(
+            "RGB buffer of {len} bytes is too short for {width}x{height} (stride {stride}): {needed} bytes needed"
+        )));
     }
     Ok((row, stride, needed))
 }
@@ -609,7 +643,14 @@ fn rgb_layout(len: usize, width: i32, height: i32, stride: usize) -> Result<(usi
 /// # Safety
 /// `session` is NULL or a live handle; `rgb` is NULL or readable for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn sail_session_add_image_rgb(session: *mut sail_session, rgb: *const u8, len: usize, width: i32, height: i32, stride: usize) -> sail_status {
+pub unsafe extern "C" fn sail_session_add_image_rgb(
+    session: *mut sail_session,
+    rgb: *const u8,
+    len: usize,
+    width: i32,
+    height: i32,
+    stride: usize,
+) -> sail_status {
     guard(|| {
         // SAFETY: NULL or a live handle.
         let mut st = lock(unsafe { session_ref(session) }?)?;
@@ -617,10 +658,9 @@ pub unsafe extern "C" fn sail_session_add_image_rgb(session: *mut sail_session, 
             return Err(Failure::invalid("rgb is NULL"));
         }
         let (row, stride, needed) = rgb_layout(len, width, height, stride)?;
-        let pixels = width as u64 * height as u64;
-        if pixels > st.max_pixels {
-            return Err(Failure::new(SAIL_ERR_BAD_IMAGE, format!("{width}x{height} is {pixels} pixels, over the budget of {} (max_pixels)", st.max_pixels)));
-        }
+        // the budget before copying: the tiler checks it again, from the same value
+        preprocess::check_dimensions("<memory>", width as u32, height as u32, st.limits.max_pixels)
+            .map_err(|e| failed(Phase::Image)(e.into()))?;
         // SAFETY: rgb is non-NULL and readable for `len` bytes (caller's contract); we read
         // `needed` ≤ len bytes, and needed ≤ isize::MAX (checked in rgb_layout).
         let buf = unsafe { std::slice::from_raw_parts(rgb, needed) };
@@ -630,7 +670,7 @@ pub unsafe extern "C" fn sail_session_add_image_rgb(session: *mut sail_session, 
         }
         let img = preprocess::from_rgb8(width as u32, height as u32, &data).map_err(|e| failed(Phase::Image)(e.into()))?;
         let model = st.session.model().clone();
-        let prepared = model.prepare_image(&img, st.max_tiles).map_err(failed(Phase::Image))?;
+        let prepared = model.prepare_image(&img, st.max_tiles, st.limits).map_err(failed(Phase::Image))?;
         st.session.add_image(prepared).map_err(failed(Phase::Image))
     })
 }

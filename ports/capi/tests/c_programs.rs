@@ -16,7 +16,24 @@ fn check_cli(f: &Fixture, prompt: &str, want: &[i32]) {
         return;
     };
     let n = N.to_string();
-    let o = run(&cli, &["run", "-m", f.gguf.to_str().unwrap(), "--image", f.image.to_str().unwrap(), "-p", prompt, "--temp", "0", "--ignore-eos", "-n", &n, "--json"]);
+    let o = run(
+        &cli,
+        &[
+            "run",
+            "-m",
+            f.gguf.to_str().unwrap(),
+            "--image",
+            f.image.to_str().unwrap(),
+            "-p",
+            prompt,
+            "--temp",
+            "0",
+            "--ignore-eos",
+            "-n",
+            &n,
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}: {}", cli.display(), text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let got: Vec<i32> = v["tokens"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect();
@@ -95,7 +112,15 @@ fn fully_static_link_line_links_and_runs() {
     let lib = install_dir().join("libsail.a");
     let out = tmp("static").join("describe-static");
     let mut c = Command::new("g++");
-    c.args(["-O2", "-x", "c"]).arg(example("describe.c")).arg("-I").arg(include_dir()).args(["-x", "none"]).arg(&lib).args(STATIC_LINK_FLAGS).arg("-o").arg(&out);
+    c.args(["-O2", "-x", "c"])
+        .arg(example("describe.c"))
+        .arg("-I")
+        .arg(include_dir())
+        .args(["-x", "none"])
+        .arg(&lib)
+        .args(STATIC_LINK_FLAGS)
+        .arg("-o")
+        .arg(&out);
     compile(c);
     let ldd = Command::new("ldd").arg(&out).output().unwrap();
     let deps = text(&ldd.stdout);

@@ -307,7 +307,7 @@ macro_rules! layout {
 fn struct_layouts_agree_with_the_c_compiler() {
     let rust = layout! {
         sail_model_params { mmproj_path, vision_device, n_threads, n_gpu_layers, use_mmap, verbose }
-        sail_session_params { system_prompt, max_pixels, n_ctx, n_batch, n_threads, max_tiles, kv_type }
+        sail_session_params { system_prompt, max_pixels, n_ctx, n_batch, n_threads, max_tiles, kv_type, parse_special }
         sail_generate_params { n_predict, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, ignore_eos, think }
         sail_generation_info { n_tokens, n_prompt_tokens, n_image_tokens, n_tiles, stop_reason, n_past, vision_ms, prefill_ms, decode_ms }
     };
@@ -339,7 +339,8 @@ fn struct_layouts_agree_with_the_c_compiler() {
     cmd.args(["-std=c11", "-Wall", "-Werror"]).arg("-I").arg(common::include_dir()).arg(&src).arg("-o").arg(&exe);
     common::compile(cmd);
     let out = common::text(&common::run(&exe, &[]).stdout);
-    let from_c: BTreeMap<String, usize> = out.lines().map(|l| l.split_once(' ').unwrap()).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect();
+    let from_c: BTreeMap<String, usize> =
+        out.lines().map(|l| l.split_once(' ').unwrap()).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect();
     for (key, v) in &rust {
         assert_eq!(from_c.get(key), Some(v), "{key}: C says {:?}, Rust {v}", from_c.get(key));
     }

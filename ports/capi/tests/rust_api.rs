@@ -256,7 +256,7 @@ fn rgb_buffers_are_checked_before_reading() {
 #[test]
 fn rgb_frame_equals_the_same_image_file() {
     let f = small_dense();
-    let img = sail::vision::preprocess::load_image(&f.image, sail::vision::preprocess::DEFAULT_MAX_PIXELS).unwrap();
+    let img = sail::vision::preprocess::load_image(&f.image, sail::vision::preprocess::ImageLimits::default()).unwrap();
     assert_eq!(img.mode(), sail::vision::preprocess::PilMode::Rgb, "the fixture image should be RGB");
     let (w, h) = (img.width() as usize, img.height() as usize);
     // rows padded to a stride, as camera buffers often are

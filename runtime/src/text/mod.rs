@@ -1,4 +1,6 @@
-//! The text side: SAIL-VL2's prompt format. (The llama.cpp session that runs the language
-//! model lives here too, once it exists.)
+//! The text side: SAIL-VL2's prompt format, rendered by the one prompt builder.
 
-pub mod template;
+pub mod prompt;
+
+pub use prompt::{Content, Media, Message, Part, Prompt, PromptBuilder, PromptError, Role};
+pub use sail_format::template;

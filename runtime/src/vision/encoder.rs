@@ -8,21 +8,23 @@
 //! - attention as matmul + softmax in f32 (flash attention's f16 K/V costs ~1e-3);
 //! - exact erf GELU in the projector.
 
-use crate::ggml::{Backend, BackendError, Context, GraphError, Scheduler, Tensor, Weights};
-use crate::gguf::GgufFile;
-use crate::model::names::{instances, Dims};
-use crate::model::{FilePart, HparamsError, LlmHparams, PsVersion, VisionHparams};
+use sail_format::gguf::{GgufError, GgufFile};
+use sail_format::names::{instances, Dims};
+use sail_format::{FilePart, GgmlType, HparamsError, PsVersion, VisionHparams};
+use sail_ggml::{Backend, BackendError, Context, Executor, GraphError, Tensor, Weights};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
     #[error(transparent)]
-    Gguf(#[from] crate::gguf::GgufError),
+    Gguf(#[from] GgufError),
     #[error(transparent)]
     Hparams(#[from] HparamsError),
     #[error("{file}: {problems}")]
     Tensors { file: PathBuf, problems: String },
+    #[error("{file}: this vision file projects to {proj_dim} dimensions but the language model's hidden size is {llm_embd}: it belongs to another model")]
+    WrongModel { file: PathBuf, proj_dim: u32, llm_embd: u32 },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -43,7 +45,11 @@ pub struct EncoderParams {
 
 impl Default for EncoderParams {
     fn default() -> Self {
-        EncoderParams { n_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4), memory_budget: 1 << 30, device: None }
+        EncoderParams {
+            n_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
+            memory_budget: 1 << 30,
+            device: None,
+        }
     }
 }
 
@@ -52,51 +58,26 @@ impl Default for EncoderParams {
 pub struct VisionEncoder {
     pub hp: VisionHparams,
     weights: Weights,
-    // Backends after weights: the weight buffer must be freed before its backend. A backend
-    // computes one graph at a time, so sessions on other threads take turns through the lock
-    // (which also makes a shared `Model` `Sync`).
-    backends: Mutex<Vec<Backend>>,
+    // After the weights: their buffer is freed before its backend. A backend computes one graph
+    // at a time, so sessions on other threads take turns through the lock (which also makes a
+    // shared `Model` `Sync`); the scheduler inside keeps its compute buffers between images.
+    exec: Mutex<Executor>,
 }
 
 impl VisionEncoder {
     /// Loads `NAME.mmproj.gguf`, checking every tensor's presence and shape first.
-    /// `llm`, when given, must agree on the hidden size the projector produces.
-    pub fn load(path: &Path, llm: Option<&LlmHparams>, params: &EncoderParams) -> Result<VisionEncoder, VisionError> {
+    /// `llm_embd`, when given, is the language model's hidden size, which the projector must
+    /// produce.
+    pub fn load(path: &Path, llm_embd: Option<u32>, params: &EncoderParams) -> Result<VisionEncoder, VisionError> {
         let file = Arc::new(GgufFile::open(path)?);
         let hp = VisionHparams::from_gguf(&file)?;
-        // The table resolves projector dims against the LLM width; the vision file records it.
-        let llm_dims = LlmHparams {
-            n_embd: hp.proj_dim,
-            ..llm.cloned().unwrap_or(LlmHparams {
-                arch: crate::model::LlmArch::Qwen3,
-                n_vocab: 0,
-                n_embd: hp.proj_dim,
-                n_layer: 0,
-                n_head: 1,
-                n_head_kv: 1,
-                head_dim: 1,
-                n_ff: 0,
-                n_ctx_train: 0,
-                rope_theta: 0.0,
-                rms_eps: 0.0,
-                moe: None,
-            })
-        };
-        if let Some(l) = llm {
-            if l.n_embd != hp.proj_dim {
-                return Err(VisionError::Tensors {
-                    file: path.to_path_buf(),
-                    problems: format!(
-                        "this vision file projects to {} dimensions but the language model's hidden size is {}: it belongs to another model",
-                        hp.proj_dim, l.n_embd
-                    ),
-                });
-            }
+        if let Some(e) = llm_embd.filter(|&e| e != hp.proj_dim) {
+            return Err(VisionError::WrongModel { file: path.to_path_buf(), proj_dim: hp.proj_dim, llm_embd: e });
         }
-        let dims = Dims { llm: &llm_dims, vision: Some(&hp) };
+        let dims = Dims { llm: None, vision: Some(&hp) };
         let mut problems = Vec::new();
         let mut infos = Vec::new();
-        for inst in instances(&llm_dims, Some(&hp), true).iter().filter(|i| i.entry().file == FilePart::Vision) {
+        for inst in instances(None, Some(&hp), true).iter().filter(|i| i.entry().file == FilePart::Vision) {
             let want = dims.shape(inst.entry().ne);
             match file.tensor(&inst.gguf) {
                 None => problems.push(format!("missing tensor {} (expected {want:?})", inst.gguf)),
@@ -113,13 +94,26 @@ impl VisionEncoder {
         }
         backends.push(Backend::cpu(params.n_threads)?);
         let weights = Weights::load(file.clone(), &infos, &backends[0])?;
-        Ok(VisionEncoder { hp, weights, backends: Mutex::new(backends) })
+        let exec = Executor::new(backends, Self::graph_size(&hp))?;
+        Ok(VisionEncoder { hp, weights, exec: Mutex::new(exec) })
+    }
+
+    fn graph_size(hp: &VisionHparams) -> usize {
+        64 + 32 * hp.n_layer as usize
+    }
+
+    /// The type of the tower's matrices (`v.blk.0.attn_qkv.weight`).
+    pub fn weight_type(&self) -> GgmlType {
+        self.weights.get("v.blk.0.attn_qkv.weight").and_then(|t| t.ty()).unwrap_or(GgmlType::F16)
+    }
+
+    /// The file the weights came from.
+    pub fn file(&self) -> &GgufFile {
+        self.weights.file()
     }
 
     pub fn set_threads(&mut self, n: usize) {
-        for b in self.backends.get_mut().unwrap_or_else(|e| e.into_inner()) {
-            b.set_threads(n);
-        }
+        self.exec.get_mut().unwrap_or_else(|e| e.into_inner()).set_threads(n);
     }
 
     pub fn weights_are_mapped(&self) -> bool {
@@ -154,7 +148,7 @@ impl VisionEncoder {
             return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: s });
         }
         let batch = self.batch_size(memory_budget).min(n_tiles);
-        let mut out = Vec::with_capacity(n_tiles * (self.hp.tokens_per_tile() * self.hp.proj_dim) as usize);
+        let mut out = Vec::with_capacity(n_tiles * self.hp.tokens_per_tile() as usize * self.hp.proj_dim as usize);
         for start in (0..n_tiles).step_by(batch) {
             let n = batch.min(n_tiles - start);
             out.extend(self.run(&pixels[start * per..(start + n) * per], n, None)?.0);
@@ -163,7 +157,12 @@ impl VisionEncoder {
     }
 
     /// Encodes one batch and also returns the named intermediates in `dump` (for parity tools).
-    pub fn encode_with_dumps(&self, pixels: &[f32], n_tiles: usize, dump: &[&str]) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
+    pub fn encode_with_dumps(
+        &self,
+        pixels: &[f32],
+        n_tiles: usize,
+        dump: &[&str],
+    ) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
         let s = self.hp.image_size as usize;
         if pixels.len() != n_tiles * 3 * s * s || n_tiles == 0 {
             return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: self.hp.image_size });
@@ -175,8 +174,8 @@ impl VisionEncoder {
     fn run(&self, pixels: &[f32], t: usize, dump: Option<&[&str]>) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
         // Held for the whole run: graphs read the shared weight tensors and compute on the
         // shared backends.
-        let held = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        let graph_size = 64 + 32 * self.hp.n_layer as usize;
+        let mut exec = self.exec.lock().unwrap_or_else(|e| e.into_inner());
+        let graph_size = Self::graph_size(&self.hp);
         let ctx = Context::new(graph_size * 2, graph_size)?;
         let (input, out) = self.build(&ctx, t)?;
         let mut outputs = vec![out];
@@ -188,11 +187,9 @@ impl VisionEncoder {
             }
         }
         let graph = ctx.build_graph(graph_size, &outputs);
-        let backends: Vec<&Backend> = held.iter().collect();
-        let mut sched = Scheduler::new(&backends, graph_size)?;
-        sched.alloc(&graph)?;
+        exec.alloc(&graph)?;
         input.set_f32(pixels)?;
-        sched.compute(&graph)?;
+        exec.compute(&graph)?;
         let result = out.get_f32()?;
         let mut dumps = Vec::new();
         for x in &outputs[1..] {
@@ -213,7 +210,7 @@ impl VisionEncoder {
         let eps = hp.rms_eps;
 
         // 0. pixels [S(x), S(y), 3, T]
-        let input = ctx.new_tensor(crate::ggml::GgmlType::F32, &[s, s, 3, t])?.set_name("pixels").set_input();
+        let input = ctx.new_tensor(GgmlType::F32, &[s, s, 3, t])?.set_name("pixels").set_input();
 
         // 1. patch embedding: im2col (f32) · proj.weight + proj.bias → [C, N, T]
         let kernel = self.w("v.patch_embd.weight"); // [P, P, 3, C]

@@ -1,4 +1,4 @@
+pub mod encoder;
 pub mod preprocess;
 pub mod resize;
 pub mod tiling;
-pub mod encoder;

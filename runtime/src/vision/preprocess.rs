@@ -43,13 +43,28 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 pub use super::resize::{
-    premultiply_alpha, resize_bicubic_premultiplied, resize_bicubic_rgb8, resize_bicubic_u16,
-    resize_bicubic_u8, resize_nearest, unpremultiply_alpha, PassOrder,
+    premultiply_alpha, resize_bicubic_premultiplied, resize_bicubic_rgb8, resize_bicubic_u16, resize_bicubic_u8, resize_nearest,
+    unpremultiply_alpha, PassOrder,
 };
 pub use super::tiling::{candidate_grids, select_grid, tile_count, MAX_TILES_LIMIT};
 
 /// Default pixel budget: 64 Mi pixels (e.g. 8192 x 8192), checked from the header before decoding.
 pub const DEFAULT_MAX_PIXELS: u64 = 1 << 26;
+
+/// What an image may cost. One value flows from the caller's flag or parameter to the decoder
+/// (checked from the header, before any pixel is decoded) and to the tiler, so both enforce the
+/// same budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Most pixels (width × height) an image may have.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        ImageLimits { max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
 /// Long side : short side beyond which a *long* image is refused (see [`MAX_ASPECT_FREE_SIDE`]).
 pub const MAX_ASPECT_RATIO: u64 = 1000;
 /// Images whose long side is at most this are never refused for their shape: they are cheap, and
@@ -75,57 +90,21 @@ pub enum PreprocessError {
     #[error("{file}: unsupported image format ({detail}); supported: JPEG, PNG, WebP, BMP, GIF")]
     UnsupportedFormat { file: String, detail: String },
     #[error("{file}: the image has a zero dimension ({width}x{height})")]
-    ZeroSized {
-        file: String,
-        width: u32,
-        height: u32,
-    },
+    ZeroSized { file: String, width: u32, height: u32 },
     #[error("{file}: {width}x{height} is {pixels} pixels, over the budget of {max_pixels}")]
-    TooManyPixels {
-        file: String,
-        width: u32,
-        height: u32,
-        pixels: u64,
-        max_pixels: u64,
-    },
-    #[error(
-        "{file}: {width}x{height} has an absurd aspect ratio (over {max_ratio}:1 with a side over {free_side} px)"
-    )]
-    AbsurdAspectRatio {
-        file: String,
-        width: u32,
-        height: u32,
-        max_ratio: u64,
-        free_side: u64,
-    },
+    TooManyPixels { file: String, width: u32, height: u32, pixels: u64, max_pixels: u64 },
+    #[error("{file}: {width}x{height} has an absurd aspect ratio (over {max_ratio}:1 with a side over {free_side} px)")]
+    AbsurdAspectRatio { file: String, width: u32, height: u32, max_ratio: u64, free_side: u64 },
     #[error("{file}: the file is {bytes} bytes, too large for a pixel budget of {max_pixels}")]
-    FileTooLarge {
-        file: String,
-        bytes: u64,
-        max_pixels: u64,
-    },
+    FileTooLarge { file: String, bytes: u64, max_pixels: u64 },
     #[error("{file}: truncated {format} data ({detail})")]
-    Truncated {
-        file: String,
-        format: &'static str,
-        detail: String,
-    },
+    Truncated { file: String, format: &'static str, detail: String },
     #[error("{file}: corrupt or malformed {format} data: {detail}")]
-    Malformed {
-        file: String,
-        format: &'static str,
-        detail: String,
-    },
+    Malformed { file: String, format: &'static str, detail: String },
     #[error("{file}: {detail}")]
     ResourceLimit { file: String, detail: String },
     #[error("{file}: pixel buffer of {len} bytes does not match {width}x{height} {mode}")]
-    BadBuffer {
-        file: String,
-        len: usize,
-        width: u32,
-        height: u32,
-        mode: PilMode,
-    },
+    BadBuffer { file: String, len: usize, width: u32, height: u32, mode: PilMode },
     #[error("invalid preprocessing configuration: {0}")]
     InvalidConfig(String),
 }
@@ -258,100 +237,40 @@ pub fn from_rgb8(width: u32, height: u32, data: &[u8]) -> Result<DecodedImage, P
 
 /// Builds an image of an 8-bit mode from interleaved samples ([`PilMode::channels`] per pixel;
 /// `P` takes palette-expanded RGB, `1` takes 0/255). Not for `I;16` (see [`from_gray16`]).
-pub fn from_pixels_u8(
-    mode: PilMode,
-    width: u32,
-    height: u32,
-    data: Vec<u8>,
-) -> Result<DecodedImage, PreprocessError> {
+pub fn from_pixels_u8(mode: PilMode, width: u32, height: u32, data: Vec<u8>) -> Result<DecodedImage, PreprocessError> {
     let name = MEMORY_NAME;
     if width == 0 || height == 0 {
-        return Err(PreprocessError::ZeroSized {
-            file: name.into(),
-            width,
-            height,
-        });
+        return Err(PreprocessError::ZeroSized { file: name.into(), width, height });
     }
-    let want = (width as usize)
-        .checked_mul(height as usize)
-        .and_then(|p| p.checked_mul(mode.channels()));
+    let want = (width as usize).checked_mul(height as usize).and_then(|p| p.checked_mul(mode.channels()));
     if mode == PilMode::I16 || want != Some(data.len()) {
-        return Err(PreprocessError::BadBuffer {
-            file: name.into(),
-            len: data.len(),
-            width,
-            height,
-            mode,
-        });
+        return Err(PreprocessError::BadBuffer { file: name.into(), len: data.len(), width, height, mode });
     }
-    Ok(DecodedImage {
-        width,
-        height,
-        mode,
-        pixels: Pixels::U8(data),
-        format: None,
-        source: MEMORY_NAME.into(),
-    })
+    Ok(DecodedImage { width, height, mode, pixels: Pixels::U8(data), format: None, source: MEMORY_NAME.into() })
 }
 
 /// Builds an `I;16` image from 16-bit grey samples.
-pub fn from_gray16(
-    width: u32,
-    height: u32,
-    data: Vec<u16>,
-) -> Result<DecodedImage, PreprocessError> {
+pub fn from_gray16(width: u32, height: u32, data: Vec<u16>) -> Result<DecodedImage, PreprocessError> {
     let name = MEMORY_NAME;
     if width == 0 || height == 0 {
-        return Err(PreprocessError::ZeroSized {
-            file: name.into(),
-            width,
-            height,
-        });
+        return Err(PreprocessError::ZeroSized { file: name.into(), width, height });
     }
     if Some(data.len()) != (width as usize).checked_mul(height as usize) {
-        return Err(PreprocessError::BadBuffer {
-            file: name.into(),
-            len: data.len() * 2,
-            width,
-            height,
-            mode: PilMode::I16,
-        });
+        return Err(PreprocessError::BadBuffer { file: name.into(), len: data.len() * 2, width, height, mode: PilMode::I16 });
     }
-    Ok(DecodedImage {
-        width,
-        height,
-        mode: PilMode::I16,
-        pixels: Pixels::U16(data),
-        format: None,
-        source: MEMORY_NAME.into(),
-    })
+    Ok(DecodedImage { width, height, mode: PilMode::I16, pixels: Pixels::U16(data), format: None, source: MEMORY_NAME.into() })
 }
 
 /// Checks dimensions against the hostile-input limits: zero sizes, the pixel budget, and absurd
 /// aspect ratios (long side over [`MAX_ASPECT_RATIO`] times the short side *and* over
 /// [`MAX_ASPECT_FREE_SIDE`]). `file` names the source in the error.
-pub fn check_dimensions(
-    file: &str,
-    width: u32,
-    height: u32,
-    max_pixels: u64,
-) -> Result<(), PreprocessError> {
+pub fn check_dimensions(file: &str, width: u32, height: u32, max_pixels: u64) -> Result<(), PreprocessError> {
     if width == 0 || height == 0 {
-        return Err(PreprocessError::ZeroSized {
-            file: file.into(),
-            width,
-            height,
-        });
+        return Err(PreprocessError::ZeroSized { file: file.into(), width, height });
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
-        return Err(PreprocessError::TooManyPixels {
-            file: file.into(),
-            width,
-            height,
-            pixels,
-            max_pixels,
-        });
+        return Err(PreprocessError::TooManyPixels { file: file.into(), width, height, pixels, max_pixels });
     }
     let long = u64::from(width.max(height));
     let short = u64::from(width.min(height));
@@ -391,51 +310,32 @@ pub fn check_dimensions(
 /// Truncation follows Pillow: a file cut inside pixel data is [`PreprocessError::Truncated`], but
 /// a PNG cut only in its IDAT CRC / IEND trailer is accepted, as Pillow accepts it; a JPEG must
 /// reach its end-of-image marker.
-pub fn load_image(path: &Path, max_pixels: u64) -> Result<DecodedImage, PreprocessError> {
+pub fn load_image(path: &Path, limits: ImageLimits) -> Result<DecodedImage, PreprocessError> {
+    let max_pixels = limits.max_pixels;
     let file = path.display().to_string();
-    let io_err = |source| PreprocessError::Io {
-        file: file.clone(),
-        source,
-    };
+    let io_err = |source| PreprocessError::Io { file: file.clone(), source };
     let meta = std::fs::metadata(path).map_err(io_err)?;
     if !meta.is_file() {
-        return Err(io_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
+        return Err(io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
     }
     let cap = max_file_bytes(max_pixels);
     if meta.len() > cap {
-        return Err(PreprocessError::FileTooLarge {
-            file,
-            bytes: meta.len(),
-            max_pixels,
-        });
+        return Err(PreprocessError::FileTooLarge { file, bytes: meta.len(), max_pixels });
     }
     let bytes = std::fs::read(path).map_err(io_err)?;
     decode_bytes(&bytes, &file, max_pixels)
 }
 
 /// [`load_image`] for an in-memory file; errors name it `<memory>`.
-pub fn load_image_from_memory(
-    bytes: &[u8],
-    max_pixels: u64,
-) -> Result<DecodedImage, PreprocessError> {
-    load_image_from_memory_named(bytes, MEMORY_NAME, max_pixels)
+pub fn load_image_from_memory(bytes: &[u8], limits: ImageLimits) -> Result<DecodedImage, PreprocessError> {
+    load_image_from_memory_named(bytes, MEMORY_NAME, limits)
 }
 
 /// [`load_image`] for an in-memory file, with the name errors should use.
-pub fn load_image_from_memory_named(
-    bytes: &[u8],
-    name: &str,
-    max_pixels: u64,
-) -> Result<DecodedImage, PreprocessError> {
+pub fn load_image_from_memory_named(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<DecodedImage, PreprocessError> {
+    let max_pixels = limits.max_pixels;
     if bytes.len() as u64 > max_file_bytes(max_pixels) {
-        return Err(PreprocessError::FileTooLarge {
-            file: name.into(),
-            bytes: bytes.len() as u64,
-            max_pixels,
-        });
+        return Err(PreprocessError::FileTooLarge { file: name.into(), bytes: bytes.len() as u64, max_pixels });
     }
     decode_bytes(bytes, name, max_pixels)
 }
@@ -459,48 +359,26 @@ pub struct PreprocessConfig {
     pub max_tiles: u32,
     pub min_tiles: u32,
     pub use_thumbnail: bool,
-    pub max_pixels: u64,
+    pub limits: ImageLimits,
 }
 
 impl PreprocessConfig {
     /// SAIL's processor defaults around the model's values: `min_tiles` 1, thumbnail on,
     /// [`DEFAULT_MAX_PIXELS`].
     pub fn new(tile_size: u32, mean: [f32; 3], std: [f32; 3], max_tiles: u32) -> Self {
-        PreprocessConfig {
-            tile_size,
-            mean,
-            std,
-            max_tiles,
-            min_tiles: 1,
-            use_thumbnail: true,
-            max_pixels: DEFAULT_MAX_PIXELS,
-        }
+        PreprocessConfig { tile_size, mean, std, max_tiles, min_tiles: 1, use_thumbnail: true, limits: ImageLimits::default() }
     }
 
     fn validate(&self) -> Result<(), PreprocessError> {
         let bad = |m: String| Err(PreprocessError::InvalidConfig(m));
         if self.tile_size == 0 || self.tile_size > MAX_TILE_SIZE {
-            return bad(format!(
-                "tile size {} is outside 1..={MAX_TILE_SIZE}",
-                self.tile_size
-            ));
+            return bad(format!("tile size {} is outside 1..={MAX_TILE_SIZE}", self.tile_size));
         }
-        if self.min_tiles == 0
-            || self.min_tiles > self.max_tiles
-            || self.max_tiles > MAX_TILES_LIMIT
-        {
-            return bad(format!(
-                "tile limits {}..={} must satisfy 1 <= min <= max <= {MAX_TILES_LIMIT}",
-                self.min_tiles, self.max_tiles
-            ));
+        if self.min_tiles == 0 || self.min_tiles > self.max_tiles || self.max_tiles > MAX_TILES_LIMIT {
+            return bad(format!("tile limits {}..={} must satisfy 1 <= min <= max <= {MAX_TILES_LIMIT}", self.min_tiles, self.max_tiles));
         }
-        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite())
-            || self.mean.iter().any(|m| !m.is_finite())
-        {
-            return bad(format!(
-                "mean {:?} / std {:?} must be finite with std != 0",
-                self.mean, self.std
-            ));
+        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
+            return bad(format!("mean {:?} / std {:?} must be finite with std != 0", self.mean, self.std));
         }
         Ok(())
     }
@@ -530,37 +408,19 @@ pub struct TilesU8 {
 }
 
 /// SAIL's dynamic preprocessing: tiles + normalisation. See [`tiles_u8`] and [`normalize`].
-pub fn preprocess(
-    img: &DecodedImage,
-    cfg: &PreprocessConfig,
-) -> Result<Preprocessed, PreprocessError> {
+pub fn preprocess(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<Preprocessed, PreprocessError> {
     let t = tiles_u8(img, cfg)?;
     let pixels = normalize(&t, cfg.mean, cfg.std);
-    Ok(Preprocessed {
-        grid: t.grid,
-        tiles: t.tiles,
-        tile_size: t.tile_size,
-        thumbnail: t.thumbnail,
-        pixels,
-    })
+    Ok(Preprocessed { grid: t.grid, tiles: t.tiles, tile_size: t.tile_size, thumbnail: t.thumbnail, pixels })
 }
 
 /// The reference's non-dynamic path (`dynamic=False`): one tile, `convert("RGB")` first, then a
 /// bicubic resize to S x S. Differs from `max_tiles = 1` for RGBA/LA/P/`1`/`I;16` images, where
 /// the dynamic path resizes before converting.
-pub fn preprocess_single(
-    img: &DecodedImage,
-    cfg: &PreprocessConfig,
-) -> Result<Preprocessed, PreprocessError> {
+pub fn preprocess_single(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<Preprocessed, PreprocessError> {
     let t = single_tile_u8(img, cfg)?;
     let pixels = normalize(&t, cfg.mean, cfg.std);
-    Ok(Preprocessed {
-        grid: t.grid,
-        tiles: t.tiles,
-        tile_size: t.tile_size,
-        thumbnail: t.thumbnail,
-        pixels,
-    })
+    Ok(Preprocessed { grid: t.grid, tiles: t.tiles, tile_size: t.tile_size, thumbnail: t.thumbnail, pixels })
 }
 
 /// SAIL's dynamic tiling up to uint8: pick the grid ([`select_grid`]), resize the image in its
@@ -568,7 +428,7 @@ pub fn preprocess_single(
 /// image resized to S x S when there is more than one tile and `use_thumbnail` is set.
 pub fn tiles_u8(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<TilesU8, PreprocessError> {
     cfg.validate()?;
-    check_dimensions(&img.source, img.width, img.height, cfg.max_pixels)?;
+    check_dimensions(&img.source, img.width, img.height, cfg.limits.max_pixels)?;
     let s = cfg.tile_size;
     let grid = select_grid(img.width, img.height, s, cfg.min_tiles, cfg.max_tiles);
     let (cols, rows) = grid;
@@ -594,32 +454,17 @@ pub fn tiles_u8(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<TilesU8, P
         data.extend_from_slice(&to_rgb(img.mode, &resize_in_mode(img, s, s)));
     }
     debug_assert_eq!(data.len(), tiles * tile_bytes);
-    Ok(TilesU8 {
-        grid,
-        tiles,
-        tile_size: s,
-        thumbnail,
-        data,
-    })
+    Ok(TilesU8 { grid, tiles, tile_size: s, thumbnail, data })
 }
 
 /// The non-dynamic path up to uint8 (see [`preprocess_single`]).
-pub fn single_tile_u8(
-    img: &DecodedImage,
-    cfg: &PreprocessConfig,
-) -> Result<TilesU8, PreprocessError> {
+pub fn single_tile_u8(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<TilesU8, PreprocessError> {
     cfg.validate()?;
-    check_dimensions(&img.source, img.width, img.height, cfg.max_pixels)?;
+    check_dimensions(&img.source, img.width, img.height, cfg.limits.max_pixels)?;
     let s = cfg.tile_size;
     let rgb = img.to_rgb8();
     let data = resize_bicubic_rgb8(&rgb, img.width, img.height, s, s);
-    Ok(TilesU8 {
-        grid: (1, 1),
-        tiles: 1,
-        tile_size: s,
-        thumbnail: false,
-        data,
-    })
+    Ok(TilesU8 { grid: (1, 1), tiles: 1, tile_size: s, thumbnail: false, data })
 }
 
 /// torchvision's `ToTensor` + `Normalize` in f32, as the reference computes it:
@@ -652,17 +497,8 @@ fn resize_in_mode(img: &DecodedImage, ow: u32, oh: u32) -> Pixels {
     let (w, h) = (img.width, img.height);
     match (&img.pixels, img.mode) {
         (Pixels::U16(v), _) => Pixels::U16(resize_bicubic_u16(v, w, h, ow, oh)),
-        (Pixels::U8(v), PilMode::P | PilMode::Bilevel) => {
-            Pixels::U8(resize_nearest(v, w, h, img.mode.channels(), ow, oh))
-        }
-        (Pixels::U8(v), PilMode::La | PilMode::Rgba) => Pixels::U8(resize_bicubic_premultiplied(
-            v,
-            w,
-            h,
-            img.mode.channels(),
-            ow,
-            oh,
-        )),
+        (Pixels::U8(v), PilMode::P | PilMode::Bilevel) => Pixels::U8(resize_nearest(v, w, h, img.mode.channels(), ow, oh)),
+        (Pixels::U8(v), PilMode::La | PilMode::Rgba) => Pixels::U8(resize_bicubic_premultiplied(v, w, h, img.mode.channels(), ow, oh)),
         (Pixels::U8(v), mode) => Pixels::U8(resize_bicubic_u8(v, w, h, mode.channels(), ow, oh)),
     }
 }
@@ -675,9 +511,7 @@ fn to_rgb(mode: PilMode, pixels: &Pixels) -> Vec<u8> {
             PilMode::Rgb | PilMode::P => v.clone(),
             PilMode::Rgba => v.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
             PilMode::La => v.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
-            PilMode::L | PilMode::Bilevel | PilMode::I16 => {
-                v.iter().flat_map(|&x| [x; 3]).collect()
-            }
+            PilMode::L | PilMode::Bilevel | PilMode::I16 => v.iter().flat_map(|&x| [x; 3]).collect(),
         },
     }
 }
@@ -719,46 +553,22 @@ fn format_name(f: ImageFormat) -> &'static str {
     }
 }
 
-fn decode_bytes(
-    bytes: &[u8],
-    file: &str,
-    max_pixels: u64,
-) -> Result<DecodedImage, PreprocessError> {
+fn decode_bytes(bytes: &[u8], file: &str, max_pixels: u64) -> Result<DecodedImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { file: file.into() });
     }
     let format = match image::guess_format(bytes) {
-        Ok(
-            f @ (ImageFormat::Png
-            | ImageFormat::Jpeg
-            | ImageFormat::WebP
-            | ImageFormat::Bmp
-            | ImageFormat::Gif),
-        ) => f,
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Gif)) => f,
         Ok(other) => {
-            return Err(PreprocessError::UnsupportedFormat {
-                file: file.into(),
-                detail: format!("{other:?}"),
-            });
+            return Err(PreprocessError::UnsupportedFormat { file: file.into(), detail: format!("{other:?}") });
         }
         Err(_) => {
-            return Err(PreprocessError::UnsupportedFormat {
-                file: file.into(),
-                detail: "unrecognised file signature".into(),
-            });
+            return Err(PreprocessError::UnsupportedFormat { file: file.into(), detail: "unrecognised file signature".into() });
         }
     };
     let fname = format_name(format);
-    let truncated = |detail: &str| PreprocessError::Truncated {
-        file: file.into(),
-        format: fname,
-        detail: detail.into(),
-    };
-    let malformed = |detail: String| PreprocessError::Malformed {
-        file: file.into(),
-        format: fname,
-        detail,
-    };
+    let truncated = |detail: &str| PreprocessError::Truncated { file: file.into(), format: fname, detail: detail.into() };
+    let malformed = |detail: String| PreprocessError::Malformed { file: file.into(), format: fname, detail };
 
     // Our own header read: dimensions (checked before the decoder allocates anything) and the
     // facts that decide Pillow's mode.
@@ -778,66 +588,34 @@ fn decode_bytes(
 
     // Pillow accepts a PNG cut anywhere after its last image-data byte (it never reads the
     // IDAT CRC or IEND strictly); the decoder wants both, so hand it a completed tail.
-    let repaired = if format == ImageFormat::Png {
-        png_complete_tail(bytes)
-    } else {
-        None
-    };
+    let repaired = if format == ImageFormat::Png { png_complete_tail(bytes) } else { None };
     let bytes = repaired.as_deref().unwrap_or(bytes);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
-    let decoder = reader
-        .into_decoder()
-        .map_err(|e| classify(e, file, fname))?;
+    let decoder = reader.into_decoder().map_err(|e| classify(e, file, fname))?;
     let (w, h) = decoder.dimensions();
     check_dimensions(file, w, h, max_pixels)?;
     if let Some(dims) = header_dims {
         if dims != (w, h) {
-            return Err(malformed(format!(
-                "header says {}x{}, decoder says {w}x{h}",
-                dims.0, dims.1
-            )));
+            return Err(malformed(format!("header says {}x{}, decoder says {w}x{h}", dims.0, dims.1)));
         }
     }
     let dynimg = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, file, fname))?;
     if (dynimg.width(), dynimg.height()) != (w, h) {
-        return Err(truncated(
-            "decoder returned fewer pixels than the header announced",
-        ));
+        return Err(truncated("decoder returned fewer pixels than the header announced"));
     }
     let (mode, pixels) = to_pil_mode(format, &probe, dynimg);
-    Ok(DecodedImage {
-        width: w,
-        height: h,
-        mode,
-        pixels,
-        format: Some(format),
-        source: file.into(),
-    })
+    Ok(DecodedImage { width: w, height: h, mode, pixels, format: Some(format), source: file.into() })
 }
 
 /// Maps a decoded image to the mode and samples Pillow would hold.
 fn to_pil_mode(format: ImageFormat, probe: &Probe, img: DynamicImage) -> (PilMode, Pixels) {
     use DynamicImage as D;
     match (format, probe) {
-        (
-            _,
-            Probe::Png {
-                bit_depth,
-                color_type,
-            },
-        ) => match (*color_type, *bit_depth) {
-            (0, 1) => (
-                PilMode::Bilevel,
-                Pixels::U8(
-                    channel0_u8(img)
-                        .into_iter()
-                        .map(|v| if v != 0 { 255 } else { 0 })
-                        .collect(),
-                ),
-            ),
+        (_, Probe::Png { bit_depth, color_type }) => match (*color_type, *bit_depth) {
+            (0, 1) => (PilMode::Bilevel, Pixels::U8(channel0_u8(img).into_iter().map(|v| if v != 0 { 255 } else { 0 }).collect())),
             (0, 16) => (PilMode::I16, Pixels::U16(channel0_u16(img))),
             (0, _) => (PilMode::L, Pixels::U8(channel0_u8(img))),
             (2, _) => (PilMode::Rgb, Pixels::U8(rgb_u8(img))),
@@ -857,10 +635,7 @@ fn to_pil_mode(format: ImageFormat, probe: &Probe, img: DynamicImage) -> (PilMod
             fill_outside_gif_frame(&mut rgb, width, height, g);
             match &g.palette {
                 Some(_) => (PilMode::P, Pixels::U8(rgb)),
-                None => (
-                    PilMode::L,
-                    Pixels::U8(rgb.chunks_exact(3).map(|p| p[0]).collect()),
-                ),
+                None => (PilMode::L, Pixels::U8(rgb.chunks_exact(3).map(|p| p[0]).collect())),
             }
         }
         _ => match img {
@@ -889,11 +664,7 @@ fn channel0_u8(img: DynamicImage) -> Vec<u8> {
         D::ImageRgb8(b) => b.into_raw().chunks_exact(3).map(|p| p[0]).collect(),
         D::ImageRgba8(b) => b.into_raw().chunks_exact(4).map(|p| p[0]).collect(),
         D::ImageLuma16(b) => b.into_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        D::ImageLumaA16(b) => b
-            .into_raw()
-            .chunks_exact(2)
-            .map(|p| (p[0] >> 8) as u8)
-            .collect(),
+        D::ImageLumaA16(b) => b.into_raw().chunks_exact(2).map(|p| (p[0] >> 8) as u8).collect(),
         other => other.to_luma8().into_raw(),
     }
 }
@@ -912,23 +683,11 @@ fn rgb_u8(img: DynamicImage) -> Vec<u8> {
     use DynamicImage as D;
     match img {
         D::ImageRgb8(b) => b.into_raw(),
-        D::ImageRgba8(b) => b
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
+        D::ImageRgba8(b) => b.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
         D::ImageRgb16(b) => b.into_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        D::ImageRgba16(b) => b
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
-            .collect(),
+        D::ImageRgba16(b) => b.into_raw().chunks_exact(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect(),
         D::ImageLuma8(b) => b.into_raw().iter().flat_map(|&v| [v; 3]).collect(),
-        D::ImageLumaA8(b) => b
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [p[0]; 3])
-            .collect(),
+        D::ImageLumaA8(b) => b.into_raw().chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
         other => other.to_rgb8().into_raw(),
     }
 }
@@ -946,11 +705,7 @@ fn rgba_u8(img: DynamicImage) -> Vec<u8> {
                 [l, l, l, a]
             })
             .collect(),
-        D::ImageLumaA8(b) => b
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0], p[1]])
-            .collect(),
+        D::ImageLumaA8(b) => b.into_raw().chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
         other => other.to_rgba8().into_raw(),
     }
 }
@@ -971,9 +726,7 @@ fn fill_outside_gif_frame(rgb: &mut [u8], width: u32, height: u32, g: &GifProbe)
     }
     let idx = g.fill_index as usize;
     let colour = match &g.palette {
-        Some(p) => p
-            .get(idx * 3..idx * 3 + 3)
-            .map_or([0, 0, 0], |c| [c[0], c[1], c[2]]),
+        Some(p) => p.get(idx * 3..idx * 3 + 3).map_or([0, 0, 0], |c| [c[0], c[1], c[2]]),
         None => [g.fill_index; 3],
     };
     let (x1, y1) = (left.saturating_add(fw), top.saturating_add(fh));
@@ -996,16 +749,8 @@ enum ProbeError {
 impl ProbeError {
     fn into_error(self, file: &str, format: &'static str) -> PreprocessError {
         match self {
-            ProbeError::Truncated(d) => PreprocessError::Truncated {
-                file: file.into(),
-                format,
-                detail: d.into(),
-            },
-            ProbeError::Malformed(d) => PreprocessError::Malformed {
-                file: file.into(),
-                format,
-                detail: d,
-            },
+            ProbeError::Truncated(d) => PreprocessError::Truncated { file: file.into(), format, detail: d.into() },
+            ProbeError::Malformed(d) => PreprocessError::Malformed { file: file.into(), format, detail: d },
         }
     }
 }
@@ -1028,19 +773,11 @@ fn probe_png(b: &[u8]) -> ProbeResult {
         return Err(ProbeError::Truncated("file ends inside the IHDR header"));
     }
     if &b[12..16] != b"IHDR" || be32(b, 8) != 13 {
-        return Err(ProbeError::Malformed(
-            "the first chunk is not a 13-byte IHDR".into(),
-        ));
+        return Err(ProbeError::Malformed("the first chunk is not a 13-byte IHDR".into()));
     }
     let (w, h) = (be32(b, 16), be32(b, 20));
     let (bit_depth, color_type) = (b[24], b[25]);
-    Ok((
-        Probe::Png {
-            bit_depth,
-            color_type,
-        },
-        Some((w, h)),
-    ))
+    Ok((Probe::Png { bit_depth, color_type }, Some((w, h))))
 }
 
 /// If a PNG ends after the data of an IDAT chunk (CRC, IEND or a trailing ancillary chunk cut
@@ -1086,17 +823,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for (i, e) in table.iter_mut().enumerate() {
         let mut c = i as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
         }
         *e = c;
     }
-    !bytes.iter().fold(!0u32, |c, &b| {
-        table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
+    !bytes.iter().fold(!0u32, |c, &b| table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8))
 }
 
 /// BMP: dimensions, and for palette images whether Pillow calls them `P`, `L` or `1`.
@@ -1110,23 +841,11 @@ fn probe_bmp(b: &[u8]) -> ProbeResult {
         return Err(ProbeError::Truncated("file ends inside the DIB header"));
     }
     let (w, h, bits, colors, padding) = match header_size {
-        12 => (
-            u32::from(le16(b, 18)),
-            u32::from(le16(b, 20)),
-            le16(b, 24),
-            0u32,
-            3usize,
-        ),
+        12 => (u32::from(le16(b, 18)), u32::from(le16(b, 20)), le16(b, 24), 0u32, 3usize),
         40 | 52 | 56 | 64 | 108 | 124 => {
             let w = le32(b, 18) as i32;
             let h = le32(b, 22) as i32;
-            (
-                w.unsigned_abs(),
-                h.unsigned_abs(),
-                le16(b, 28),
-                le32(b, 46),
-                4usize,
-            )
+            (w.unsigned_abs(), h.unsigned_abs(), le16(b, 28), le32(b, 46), 4usize)
         }
         // Let the decoder report what it makes of other headers.
         _ => return Ok((Probe::Bmp { mode: None }, None)),
@@ -1168,19 +887,13 @@ fn probe_gif(b: &[u8]) -> ProbeResult {
         return Err(trunc("file ends inside the GIF header"));
     }
     let (w, h) = (u32::from(le16(b, 6)), u32::from(le16(b, 8)));
-    let palette_needed = |p: &[u8]| {
-        p.chunks_exact(3)
-            .enumerate()
-            .any(|(i, c)| !(i < 256 && c == [i as u8; 3]))
-    };
+    let palette_needed = |p: &[u8]| p.chunks_exact(3).enumerate().any(|(i, c)| !(i < 256 && c == [i as u8; 3]));
     let flags = b[10];
     let mut pos = 13usize;
     let mut global = None;
     if flags & 0x80 != 0 {
         let n = 3usize << ((flags & 7) + 1);
-        let p = b
-            .get(pos..pos + n)
-            .ok_or(trunc("file ends inside the global palette"))?;
+        let p = b.get(pos..pos + n).ok_or(trunc("file ends inside the global palette"))?;
         if palette_needed(p) {
             global = Some(p.to_vec());
         }
@@ -1191,9 +904,7 @@ fn probe_gif(b: &[u8]) -> ProbeResult {
         match b.get(pos).copied() {
             None => return Err(trunc("file ends before the first image")),
             Some(0x21) => {
-                let label = *b
-                    .get(pos + 1)
-                    .ok_or(trunc("file ends inside an extension"))?;
+                let label = *b.get(pos + 1).ok_or(trunc("file ends inside an extension"))?;
                 pos += 2;
                 let mut first = true;
                 loop {
@@ -1202,9 +913,7 @@ fn probe_gif(b: &[u8]) -> ProbeResult {
                     if n == 0 {
                         break;
                     }
-                    let block = b
-                        .get(pos..pos + n)
-                        .ok_or(trunc("file ends inside an extension"))?;
+                    let block = b.get(pos..pos + n).ok_or(trunc("file ends inside an extension"))?;
                     if first && label == 0xF9 && n >= 4 {
                         transparency = (block[0] & 1 != 0).then_some(block[3]);
                     }
@@ -1213,24 +922,15 @@ fn probe_gif(b: &[u8]) -> ProbeResult {
                 }
             }
             Some(0x2C) => {
-                let d = b
-                    .get(pos + 1..pos + 10)
-                    .ok_or(trunc("file ends inside the image descriptor"))?;
-                let frame = (
-                    u32::from(le16(d, 0)),
-                    u32::from(le16(d, 2)),
-                    u32::from(le16(d, 4)),
-                    u32::from(le16(d, 6)),
-                );
+                let d = b.get(pos + 1..pos + 10).ok_or(trunc("file ends inside the image descriptor"))?;
+                let frame = (u32::from(le16(d, 0)), u32::from(le16(d, 2)), u32::from(le16(d, 4)), u32::from(le16(d, 6)));
                 let fflags = d[8];
                 pos += 10;
                 // None: no local table; Some(None): local identity grey table; Some(Some(p)).
                 let mut local: Option<Option<Vec<u8>>> = None;
                 if fflags & 0x80 != 0 {
                     let n = 3usize << ((fflags & 7) + 1);
-                    let p = b
-                        .get(pos..pos + n)
-                        .ok_or(trunc("file ends inside a local palette"))?;
+                    let p = b.get(pos..pos + n).ok_or(trunc("file ends inside a local palette"))?;
                     local = Some(palette_needed(p).then(|| p.to_vec()));
                 }
                 let palette = match local {
@@ -1238,21 +938,10 @@ fn probe_gif(b: &[u8]) -> ProbeResult {
                     None => global,
                 };
                 let fill_index = transparency.unwrap_or(0);
-                return Ok((
-                    Probe::Gif(GifProbe {
-                        palette,
-                        frame,
-                        fill_index,
-                    }),
-                    Some((w, h)),
-                ));
+                return Ok((Probe::Gif(GifProbe { palette, frame, fill_index }), Some((w, h))));
             }
             Some(0x3B) => return Err(ProbeError::Malformed("no image before the trailer".into())),
-            Some(other) => {
-                return Err(ProbeError::Malformed(format!(
-                    "unexpected block 0x{other:02x}"
-                )))
-            }
+            Some(other) => return Err(ProbeError::Malformed(format!("unexpected block 0x{other:02x}"))),
         }
     }
 }
@@ -1287,9 +976,7 @@ fn check_jpeg_complete(b: &[u8]) -> Result<(), ProbeError> {
                     None => return Err(ProbeError::Truncated("file ends inside a marker segment")),
                 };
                 if len < 2 {
-                    return Err(ProbeError::Malformed(format!(
-                        "marker 0x{marker:02x} has length {len}"
-                    )));
+                    return Err(ProbeError::Malformed(format!("marker 0x{marker:02x} has length {len}")));
                 }
                 pos += len;
                 if pos > b.len() {
@@ -1300,9 +987,7 @@ fn check_jpeg_complete(b: &[u8]) -> Result<(), ProbeError> {
                     // marker, or else it starts the next marker.
                     loop {
                         match b.get(pos..pos + 2) {
-                            None => {
-                                return Err(ProbeError::Truncated("file ends inside the scan data"))
-                            }
+                            None => return Err(ProbeError::Truncated("file ends inside the scan data")),
                             Some([0xFF, m]) if *m == 0x00 || (0xD0..=0xD7).contains(m) => pos += 2,
                             Some([0xFF, _]) => break,
                             Some(_) => pos += 1,
@@ -1325,40 +1010,18 @@ fn classify(e: image::ImageError, file: &str, format: &'static str) -> Preproces
                 found |= io.kind() == std::io::ErrorKind::UnexpectedEof;
             }
             let m = s.to_string().to_ascii_lowercase();
-            found |= [
-                "eof",
-                "end of file",
-                "truncat",
-                "unexpected end",
-                "not enough data",
-                "no more data",
-                "ended early",
-            ]
-            .iter()
-            .any(|k| m.contains(k));
+            found |= ["eof", "end of file", "truncat", "unexpected end", "not enough data", "no more data", "ended early"]
+                .iter()
+                .any(|k| m.contains(k));
             src = s.source();
         }
         found
     };
     match e {
-        E::Unsupported(_) => PreprocessError::UnsupportedFormat {
-            file: file.into(),
-            detail,
-        },
-        E::Limits(_) => PreprocessError::ResourceLimit {
-            file: file.into(),
-            detail,
-        },
-        _ if is_eof => PreprocessError::Truncated {
-            file: file.into(),
-            format,
-            detail,
-        },
-        _ => PreprocessError::Malformed {
-            file: file.into(),
-            format,
-            detail,
-        },
+        E::Unsupported(_) => PreprocessError::UnsupportedFormat { file: file.into(), detail },
+        E::Limits(_) => PreprocessError::ResourceLimit { file: file.into(), detail },
+        _ if is_eof => PreprocessError::Truncated { file: file.into(), format, detail },
+        _ => PreprocessError::Malformed { file: file.into(), format, detail },
     }
 }
 
@@ -1388,9 +1051,7 @@ mod tests {
 
     fn encode_png(w: u32, h: u32, color: ExtendedColorType, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(data, w, h, color)
-            .unwrap();
+        image::codecs::png::PngEncoder::new(&mut out).write_image(data, w, h, color).unwrap();
         out
     }
 
@@ -1398,13 +1059,8 @@ mod tests {
     /// so any error it gets must come from the header check.
     fn png_header_only(w: u32, h: u32) -> Vec<u8> {
         let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        for (tag, data) in [
-            (
-                &b"IHDR"[..],
-                [&w.to_be_bytes()[..], &h.to_be_bytes()[..], &[8, 2, 0, 0, 0]].concat(),
-            ),
-            (&b"IEND"[..], vec![]),
-        ] {
+        for (tag, data) in [(&b"IHDR"[..], [&w.to_be_bytes()[..], &h.to_be_bytes()[..], &[8, 2, 0, 0, 0]].concat()), (&b"IEND"[..], vec![])]
+        {
             out.extend_from_slice(&(data.len() as u32).to_be_bytes());
             let body = [tag, &data[..]].concat();
             out.extend_from_slice(&body);
@@ -1415,9 +1071,7 @@ mod tests {
 
     fn encode_jpeg(w: u32, h: u32, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-            .write_image(data, w, h, ExtendedColorType::Rgb8)
-            .unwrap();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).write_image(data, w, h, ExtendedColorType::Rgb8).unwrap();
         out
     }
 
@@ -1425,164 +1079,78 @@ mod tests {
 
     #[test]
     fn hostile_empty_file() {
-        let e = load_image_from_memory(&[], DEFAULT_MAX_PIXELS).unwrap_err();
+        let e = load_image_from_memory(&[], ImageLimits::default()).unwrap_err();
         assert!(matches!(e, PreprocessError::Empty { .. }), "{e}");
         let dir = std::env::temp_dir().join(format!("sail-prep-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("empty.png");
         std::fs::write(&p, b"").unwrap();
-        let e = load_image(&p, DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(e, PreprocessError::Empty { .. }) && e.to_string().contains("empty.png"),
-            "{e}"
-        );
-        let missing = load_image(&dir.join("missing.png"), DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(missing, PreprocessError::Io { .. })
-                && missing.to_string().contains("missing.png")
-        );
+        let e = load_image(&p, ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::Empty { .. }) && e.to_string().contains("empty.png"), "{e}");
+        let missing = load_image(&dir.join("missing.png"), ImageLimits::default()).unwrap_err();
+        assert!(matches!(missing, PreprocessError::Io { .. }) && missing.to_string().contains("missing.png"));
         std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
     fn hostile_zero_sized() {
-        let e = load_image_from_memory(&png_header_only(0, 5), DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PreprocessError::ZeroSized {
-                    width: 0,
-                    height: 5,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        let e = load_image_from_memory(&png_header_only(0, 5), ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::ZeroSized { width: 0, height: 5, .. }), "{e}");
         // GIF with a 0x0 logical screen.
         let gif = b"GIF89a\x00\x00\x00\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
-        let e = load_image_from_memory(gif, DEFAULT_MAX_PIXELS).unwrap_err();
+        let e = load_image_from_memory(gif, ImageLimits::default()).unwrap_err();
         assert!(matches!(e, PreprocessError::ZeroSized { .. }), "{e}");
-        assert!(matches!(
-            from_rgb8(0, 10, &[]),
-            Err(PreprocessError::ZeroSized { .. })
-        ));
+        assert!(matches!(from_rgb8(0, 10, &[]), Err(PreprocessError::ZeroSized { .. })));
     }
 
     #[test]
     fn hostile_truncated() {
         let (w, h) = (64, 48);
-        let png = encode_png(
-            w,
-            h,
-            ExtendedColorType::Rgb8,
-            &noise((w * h * 3) as usize, 1),
-        );
-        assert!(load_image_from_memory(&png, DEFAULT_MAX_PIXELS).is_ok());
-        let e = load_image_from_memory(&png[..png.len() / 2], DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(e, PreprocessError::Truncated { format: "PNG", .. }),
-            "{e}"
-        );
-        let e = load_image_from_memory(&png[..20], DEFAULT_MAX_PIXELS).unwrap_err();
+        let png = encode_png(w, h, ExtendedColorType::Rgb8, &noise((w * h * 3) as usize, 1));
+        assert!(load_image_from_memory(&png, ImageLimits::default()).is_ok());
+        let e = load_image_from_memory(&png[..png.len() / 2], ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::Truncated { format: "PNG", .. }), "{e}");
+        let e = load_image_from_memory(&png[..20], ImageLimits::default()).unwrap_err();
         assert!(matches!(e, PreprocessError::Truncated { .. }), "{e}");
         let jpg = encode_jpeg(w, h, &noise((w * h * 3) as usize, 2));
-        assert!(load_image_from_memory(&jpg, DEFAULT_MAX_PIXELS).is_ok());
-        let e = load_image_from_memory(&jpg[..jpg.len() * 2 / 3], DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(e, PreprocessError::Truncated { format: "JPEG", .. }),
-            "{e}"
-        );
+        assert!(load_image_from_memory(&jpg, ImageLimits::default()).is_ok());
+        let e = load_image_from_memory(&jpg[..jpg.len() * 2 / 3], ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::Truncated { format: "JPEG", .. }), "{e}");
     }
 
     #[test]
     fn hostile_unsupported_format() {
-        for bytes in [
-            &b"II*\x00\x08\x00\x00\x00rest-of-a-tiff"[..],
-            b"just some text, not an image",
-            b"\x00\x01",
-        ] {
-            let e = load_image_from_memory(bytes, DEFAULT_MAX_PIXELS).unwrap_err();
-            assert!(
-                matches!(e, PreprocessError::UnsupportedFormat { .. }),
-                "{e}"
-            );
+        for bytes in [&b"II*\x00\x08\x00\x00\x00rest-of-a-tiff"[..], b"just some text, not an image", b"\x00\x01"] {
+            let e = load_image_from_memory(bytes, ImageLimits::default()).unwrap_err();
+            assert!(matches!(e, PreprocessError::UnsupportedFormat { .. }), "{e}");
         }
     }
 
     #[test]
     fn hostile_over_pixel_budget() {
         // The header alone claims 10^10 pixels; there is no pixel data to decode.
-        let e = load_image_from_memory(&png_header_only(100_000, 100_000), DEFAULT_MAX_PIXELS)
-            .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PreprocessError::TooManyPixels {
-                    pixels: 10_000_000_000,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        let e = load_image_from_memory(&png_header_only(100_000, 100_000), ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::TooManyPixels { pixels: 10_000_000_000, .. }), "{e}");
         // The budget is configurable.
         let png = encode_png(40, 30, ExtendedColorType::L8, &noise(1200, 3));
-        assert!(load_image_from_memory(&png, 1200).is_ok());
-        let e = load_image_from_memory(&png, 1199).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PreprocessError::TooManyPixels {
-                    max_pixels: 1199,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(load_image_from_memory(&png, ImageLimits { max_pixels: 1200 }).is_ok());
+        let e = load_image_from_memory(&png, ImageLimits { max_pixels: 1199 }).unwrap_err();
+        assert!(matches!(e, PreprocessError::TooManyPixels { max_pixels: 1199, .. }), "{e}");
         let img = from_rgb8(40, 30, &noise(3600, 4)).unwrap();
         let mut c = cfg(448, 10);
-        c.max_pixels = 1000;
-        assert!(matches!(
-            preprocess(&img, &c),
-            Err(PreprocessError::TooManyPixels { .. })
-        ));
+        c.limits.max_pixels = 1000;
+        assert!(matches!(preprocess(&img, &c), Err(PreprocessError::TooManyPixels { .. })));
     }
 
     #[test]
     fn hostile_absurd_aspect_ratio() {
-        let e =
-            load_image_from_memory(&png_header_only(100_000, 10), DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PreprocessError::AbsurdAspectRatio {
-                    width: 100_000,
-                    height: 10,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let e = load_image_from_memory(&png_header_only(3, 5000), DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(e, PreprocessError::AbsurdAspectRatio { .. }),
-            "{e}"
-        );
+        let e = load_image_from_memory(&png_header_only(100_000, 10), ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::AbsurdAspectRatio { width: 100_000, height: 10, .. }), "{e}");
+        let e = load_image_from_memory(&png_header_only(3, 5000), ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::AbsurdAspectRatio { .. }), "{e}");
         // What the reference handles sensibly stays accepted.
-        for (w, h) in [
-            (1000, 10),
-            (10, 1000),
-            (1, 1000),
-            (1000, 1),
-            (1024, 1),
-            (1, 4096),
-            (4096, 4),
-            (5000, 5),
-            (200_000, 200),
-        ] {
-            assert!(
-                check_dimensions("x", w, h, DEFAULT_MAX_PIXELS).is_ok(),
-                "{w}x{h}"
-            );
+        for (w, h) in [(1000, 10), (10, 1000), (1, 1000), (1000, 1), (1024, 1), (1, 4096), (4096, 4), (5000, 5), (200_000, 200)] {
+            assert!(check_dimensions("x", w, h, DEFAULT_MAX_PIXELS).is_ok(), "{w}x{h}");
         }
         assert!(check_dimensions("x", 4097, 4, DEFAULT_MAX_PIXELS).is_err());
     }
@@ -1590,72 +1158,41 @@ mod tests {
     #[test]
     fn hostile_corrupt_data_is_a_typed_error() {
         let (w, h) = (32, 32);
-        let mut png = encode_png(
-            w,
-            h,
-            ExtendedColorType::Rgb8,
-            &noise((w * h * 3) as usize, 5),
-        );
+        let mut png = encode_png(w, h, ExtendedColorType::Rgb8, &noise((w * h * 3) as usize, 5));
         let n = png.len();
         for b in &mut png[60..n - 20] {
             *b ^= 0x5A;
         }
-        let e = load_image_from_memory(&png, DEFAULT_MAX_PIXELS).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PreprocessError::Malformed { .. } | PreprocessError::Truncated { .. }
-            ),
-            "{e}"
-        );
+        let e = load_image_from_memory(&png, ImageLimits::default()).unwrap_err();
+        assert!(matches!(e, PreprocessError::Malformed { .. } | PreprocessError::Truncated { .. }), "{e}");
     }
 
     #[test]
     fn hostile_every_truncation_point_is_an_error_not_a_panic() {
         let (w, h) = (23, 17);
         let rgb = noise((w * h * 3) as usize, 6);
-        let mut files = vec![
-            encode_png(w, h, ExtendedColorType::Rgb8, &rgb),
-            encode_jpeg(w, h, &rgb),
-        ];
+        let mut files = vec![encode_png(w, h, ExtendedColorType::Rgb8, &rgb), encode_jpeg(w, h, &rgb)];
         let mut bmp = Vec::new();
-        image::codecs::bmp::BmpEncoder::new(&mut bmp)
-            .write_image(&rgb, w, h, ExtendedColorType::Rgb8)
-            .unwrap();
+        image::codecs::bmp::BmpEncoder::new(&mut bmp).write_image(&rgb, w, h, ExtendedColorType::Rgb8).unwrap();
         files.push(bmp);
         let mut gif = Vec::new();
         {
             let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
-            let rgba: Vec<u8> = rgb
-                .chunks(3)
-                .flat_map(|p| [p[0], p[1], p[2], 255])
-                .collect();
+            let rgba: Vec<u8> = rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
             enc.encode(&rgba, w, h, ExtendedColorType::Rgba8).unwrap();
         }
         files.push(gif);
         let mut webp = Vec::new();
-        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
-            .write_image(&rgb, w, h, ExtendedColorType::Rgb8)
-            .unwrap();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp).write_image(&rgb, w, h, ExtendedColorType::Rgb8).unwrap();
         files.push(webp);
         for (name, f) in ["PNG", "JPEG", "BMP", "GIF", "WebP"].iter().zip(&files) {
-            assert!(load_image_from_memory(f, DEFAULT_MAX_PIXELS).is_ok());
-            let ok: Vec<usize> = (0..f.len())
-                .filter(|&cut| load_image_from_memory(&f[..cut], DEFAULT_MAX_PIXELS).is_ok())
-                .collect();
+            assert!(load_image_from_memory(f, ImageLimits::default()).is_ok());
+            let ok: Vec<usize> = (0..f.len()).filter(|&cut| load_image_from_memory(&f[..cut], ImageLimits::default()).is_ok()).collect();
             // Only trailers may go missing: PNG's IDAT CRC + IEND (16 bytes; Pillow accepts those
             // cuts too), GIF's block terminator and trailer. Anything cut in pixel data fails.
-            assert!(
-                ok.iter().all(|&cut| cut + 16 >= f.len()),
-                "{name}: prefixes {ok:?} of {} bytes decode",
-                f.len()
-            );
+            assert!(ok.iter().all(|&cut| cut + 16 >= f.len()), "{name}: prefixes {ok:?} of {} bytes decode", f.len());
             if *name == "PNG" {
-                assert_eq!(
-                    ok,
-                    (f.len() - 16..f.len()).collect::<Vec<_>>(),
-                    "PNG tails Pillow accepts"
-                );
+                assert_eq!(ok, (f.len() - 16..f.len()).collect::<Vec<_>>(), "PNG tails Pillow accepts");
             }
         }
     }
@@ -1669,44 +1206,21 @@ mod tests {
         let px = noise(n * 4, 7);
         let l16: Vec<u8> = px[..n * 2].to_vec();
         let cases: Vec<(Vec<u8>, PilMode)> = vec![
-            (
-                encode_png(w, h, ExtendedColorType::L8, &px[..n]),
-                PilMode::L,
-            ),
-            (
-                encode_png(w, h, ExtendedColorType::La8, &px[..n * 2]),
-                PilMode::La,
-            ),
-            (
-                encode_png(w, h, ExtendedColorType::Rgb8, &px[..n * 3]),
-                PilMode::Rgb,
-            ),
-            (
-                encode_png(w, h, ExtendedColorType::Rgba8, &px[..n * 4]),
-                PilMode::Rgba,
-            ),
+            (encode_png(w, h, ExtendedColorType::L8, &px[..n]), PilMode::L),
+            (encode_png(w, h, ExtendedColorType::La8, &px[..n * 2]), PilMode::La),
+            (encode_png(w, h, ExtendedColorType::Rgb8, &px[..n * 3]), PilMode::Rgb),
+            (encode_png(w, h, ExtendedColorType::Rgba8, &px[..n * 4]), PilMode::Rgba),
             (encode_png(w, h, ExtendedColorType::L16, &l16), PilMode::I16),
-            (
-                encode_png(w, h, ExtendedColorType::La16, &px[..n * 4]),
-                PilMode::Rgba,
-            ),
+            (encode_png(w, h, ExtendedColorType::La16, &px[..n * 4]), PilMode::Rgba),
             (encode_jpeg(w, h, &px[..n * 3]), PilMode::Rgb),
         ];
         for (bytes, mode) in cases {
-            let img = load_image_from_memory(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+            let img = load_image_from_memory(&bytes, ImageLimits::default()).unwrap();
             assert_eq!((img.width(), img.height(), img.mode()), (w, h, mode));
         }
         // 16-bit RGB keeps the high byte (Pillow's RGB;16B unpacker), it does not round.
-        let rgb16: Vec<u8> = [0x12FFu16, 0x8080, 0xFE01]
-            .repeat(n)
-            .iter()
-            .flat_map(|v| v.to_ne_bytes())
-            .collect();
-        let img = load_image_from_memory(
-            &encode_png(w, h, ExtendedColorType::Rgb16, &rgb16),
-            DEFAULT_MAX_PIXELS,
-        )
-        .unwrap();
+        let rgb16: Vec<u8> = [0x12FFu16, 0x8080, 0xFE01].repeat(n).iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let img = load_image_from_memory(&encode_png(w, h, ExtendedColorType::Rgb16, &rgb16), ImageLimits::default()).unwrap();
         assert_eq!(img.mode(), PilMode::Rgb);
         assert_eq!(&img.samples_u8().unwrap()[..3], &[0x12, 0x80, 0xFE]);
         // I;16 -> RGB clips at 255 instead of scaling.
@@ -1757,41 +1271,18 @@ mod tests {
     #[test]
     fn config_is_validated() {
         let img = from_rgb8(8, 8, &[0; 192]).unwrap();
-        for c in [
-            cfg(0, 10),
-            cfg(448, 0),
-            cfg(448, MAX_TILES_LIMIT + 1),
-            PreprocessConfig {
-                min_tiles: 3,
-                ..cfg(448, 2)
-            },
-        ] {
-            assert!(
-                matches!(preprocess(&img, &c), Err(PreprocessError::InvalidConfig(_))),
-                "{c:?}"
-            );
+        for c in [cfg(0, 10), cfg(448, 0), cfg(448, MAX_TILES_LIMIT + 1), PreprocessConfig { min_tiles: 3, ..cfg(448, 2) }] {
+            assert!(matches!(preprocess(&img, &c), Err(PreprocessError::InvalidConfig(_))), "{c:?}");
         }
         let mut c = cfg(448, 10);
         c.std = [0.0, 1.0, 1.0];
-        assert!(matches!(
-            preprocess(&img, &c),
-            Err(PreprocessError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            from_rgb8(4, 4, &[0; 47]),
-            Err(PreprocessError::BadBuffer { .. })
-        ));
+        assert!(matches!(preprocess(&img, &c), Err(PreprocessError::InvalidConfig(_))));
+        assert!(matches!(from_rgb8(4, 4, &[0; 47]), Err(PreprocessError::BadBuffer { .. })));
     }
 
     #[test]
     fn normalize_is_torchvision_in_f32() {
-        let t = TilesU8 {
-            grid: (1, 1),
-            tiles: 1,
-            tile_size: 2,
-            thumbnail: false,
-            data: vec![0, 128, 255, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-        };
+        let t = TilesU8 { grid: (1, 1), tiles: 1, tile_size: 2, thumbnail: false, data: vec![0, 128, 255, 1, 2, 3, 4, 5, 6, 7, 8, 9] };
         let out = normalize(&t, MEAN, STD);
         assert_eq!(out.len(), 12);
         // Planar: R plane first.
@@ -1825,10 +1316,7 @@ mod tests {
         use std::path::PathBuf;
         use std::process::Command;
 
-        const SCRIPT: &str = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/python/preprocess_ref.py"
-        );
+        const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/preprocess_ref.py");
 
         enum Npy {
             U8(Vec<u8>),
@@ -1844,33 +1332,16 @@ mod tests {
                 (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
             };
             let header = std::str::from_utf8(&b[off..off + hlen]).unwrap();
-            let descr = header
-                .split("'descr':")
-                .nth(1)
-                .unwrap()
-                .split('\'')
-                .nth(1)
-                .unwrap();
+            let descr = header.split("'descr':").nth(1).unwrap().split('\'').nth(1).unwrap();
             assert!(header.contains("'fortran_order': False"));
             let shape_txt = header.split("'shape':").nth(1).unwrap();
-            let shape_txt =
-                &shape_txt[shape_txt.find('(').unwrap() + 1..shape_txt.find(')').unwrap()];
-            let shape: Vec<usize> = shape_txt
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse().unwrap())
-                .collect();
+            let shape_txt = &shape_txt[shape_txt.find('(').unwrap() + 1..shape_txt.find(')').unwrap()];
+            let shape: Vec<usize> = shape_txt.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
             let data = &b[off + hlen..];
             let n: usize = shape.iter().product();
             let arr = match descr {
                 "|u1" => Npy::U8(data[..n].to_vec()),
-                "<f4" => Npy::F32(
-                    data[..n * 4]
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                ),
+                "<f4" => Npy::F32(data[..n * 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
                 d => panic!("unsupported npy dtype {d}"),
             };
             (shape, arr)
@@ -1913,39 +1384,19 @@ mod tests {
 
         #[test]
         fn parity_with_pillow_reference() {
-            let have = Command::new(python())
-                .args(["-c", "import numpy, PIL"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
+            let have = Command::new(python()).args(["-c", "import numpy, PIL"]).output().map(|o| o.status.success()).unwrap_or(false);
             if !have {
                 println!("SKIPPED parity_with_pillow_reference: {} with numpy and Pillow is not available", python());
                 return;
             }
-            let script = std::env::var("SAIL_PREPROCESS_REF_SCRIPT")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from(SCRIPT));
+            let script = std::env::var("SAIL_PREPROCESS_REF_SCRIPT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(SCRIPT));
             let (dir, generated) = match std::env::var("SAIL_PREPROCESS_PARITY_DIR") {
                 Ok(d) => (PathBuf::from(d), false),
-                Err(_) => (
-                    std::env::temp_dir()
-                        .join(format!("sail-preprocess-parity-{}", std::process::id())),
-                    true,
-                ),
+                Err(_) => (std::env::temp_dir().join(format!("sail-preprocess-parity-{}", std::process::id())), true),
             };
             if generated {
-                let out = Command::new(python())
-                    .arg(&script)
-                    .arg("--out")
-                    .arg(&dir)
-                    .output()
-                    .expect("run preprocess_ref.py");
-                assert!(
-                    out.status.success(),
-                    "{} failed:\n{}",
-                    script.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let out = Command::new(python()).arg(&script).arg("--out").arg(&dir).output().expect("run preprocess_ref.py");
+                assert!(out.status.success(), "{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
             }
             let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).unwrap();
             let mut failures = Vec::new();
@@ -1969,16 +1420,12 @@ mod tests {
                         })
                         .collect();
                     if candidate_grids(1, max) != want {
-                        failures.push(format!(
-                            "candidate order for max {max} differs from CPython"
-                        ));
+                        failures.push(format!("candidate order for max {max} differs from CPython"));
                     }
                     cand_checked += 1;
                     continue;
                 }
-                let [case, file, class, path, s, max, gx, gy, ntiles, mode, w, h, compare, norm] =
-                    f[..]
-                else {
+                let [case, file, class, path, s, max, gx, gy, ntiles, mode, w, h, compare, norm] = f[..] else {
                     panic!("bad manifest line {line}");
                 };
                 let (s, max): (u32, u32) = (s.parse().unwrap(), max.parse().unwrap());
@@ -1997,7 +1444,7 @@ mod tests {
                     }
                 };
 
-                let img = match load_image(&dir.join(file), DEFAULT_MAX_PIXELS) {
+                let img = match load_image(&dir.join(file), ImageLimits::default()) {
                     Ok(i) => i,
                     Err(e) => {
                         failures.push(format!("{case}: load failed: {e}"));
@@ -2005,33 +1452,18 @@ mod tests {
                     }
                 };
                 if (img.width(), img.height()) != (w, h) || img.mode().pil_name() != mode {
-                    failures.push(format!(
-                        "{case}: decoded {}x{} {} but Pillow has {w}x{h} {mode}",
-                        img.width(),
-                        img.height(),
-                        img.mode()
-                    ));
+                    failures.push(format!("{case}: decoded {}x{} {} but Pillow has {w}x{h} {mode}", img.width(), img.height(), img.mode()));
                     continue;
                 }
                 let ours = run(&img).unwrap();
                 if ours.grid != want_grid || ours.tiles != want_tiles {
-                    failures.push(format!(
-                        "{case}: grid {:?} x{} but reference {want_grid:?} x{want_tiles}",
-                        ours.grid, ours.tiles
-                    ));
+                    failures.push(format!("{case}: grid {:?} x{} but reference {want_grid:?} x{want_tiles}", ours.grid, ours.tiles));
                     continue;
                 }
-                let label = if compare == "exact" {
-                    class.to_string()
-                } else {
-                    format!("{class} (own decoder)")
-                };
+                let label = if compare == "exact" { class.to_string() } else { format!("{class} (own decoder)") };
                 let (frac, maxd) = stats.entry(label).or_default().add(&ours.data, &reference);
                 if compare == "exact" && (frac < 0.999 || maxd > 1) {
-                    failures.push(format!(
-                        "{case}: {:.4}% exact, max diff {maxd}",
-                        frac * 100.0
-                    ));
+                    failures.push(format!("{case}: {:.4}% exact, max diff {maxd}", frac * 100.0));
                 }
                 if frac < 1.0 {
                     println!("  {case}: {:.4}% exact, max diff {maxd}", frac * 100.0);
@@ -2039,53 +1471,30 @@ mod tests {
                 if compare == "decoded" {
                     // Where the decoders differ, check the pipeline on Pillow's own decoded pixels,
                     // and report how far the two decoders are apart.
-                    let (dshape, ddata) =
-                        read_npy(&dir.join("ref").join(format!("{case}.decoded.npy")));
+                    let (dshape, ddata) = read_npy(&dir.join("ref").join(format!("{case}.decoded.npy")));
                     let decoded = u8s(ddata);
                     assert_eq!(dshape[..2], [h as usize, w as usize]);
-                    let dmode = if dshape[2] == 1 {
-                        PilMode::L
-                    } else {
-                        PilMode::Rgb
-                    };
-                    stats
-                        .entry(format!("{class} (decoder vs Pillow)"))
-                        .or_default()
-                        .add(img.samples_u8().unwrap(), &decoded);
+                    let dmode = if dshape[2] == 1 { PilMode::L } else { PilMode::Rgb };
+                    stats.entry(format!("{class} (decoder vs Pillow)")).or_default().add(img.samples_u8().unwrap(), &decoded);
                     let pil = from_pixels_u8(dmode, w, h, decoded).unwrap();
                     let t = run(&pil).unwrap();
-                    let (frac, maxd) = stats
-                        .entry(format!("{class} (Pillow-decoded pixels)"))
-                        .or_default()
-                        .add(&t.data, &reference);
+                    let (frac, maxd) = stats.entry(format!("{class} (Pillow-decoded pixels)")).or_default().add(&t.data, &reference);
                     if frac < 0.999 || maxd > 1 {
-                        failures.push(format!(
-                            "{case} on Pillow's pixels: {:.4}% exact, max diff {maxd}",
-                            frac * 100.0
-                        ));
+                        failures.push(format!("{case} on Pillow's pixels: {:.4}% exact, max diff {maxd}", frac * 100.0));
                     }
                 }
                 if norm == "1" {
                     let (_, n) = read_npy(&dir.join("ref").join(format!("{case}.norm.npy")));
-                    let Npy::F32(want) = n else {
-                        panic!("norm npy must be f32")
-                    };
+                    let Npy::F32(want) = n else { panic!("norm npy must be f32") };
                     let got = normalize(&ours, MEAN, STD);
-                    let same = got.len() == want.len()
-                        && got
-                            .iter()
-                            .zip(&want)
-                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
                     if !same {
                         failures.push(format!("{case}: normalised f32 values are not bit-identical to to_pixel_values()"));
                     }
                     println!("  {case}: normalised values bit-identical: {same}");
                 }
             }
-            println!(
-                "\n{:<36} {:>5} {:>12} {:>10} {:>5}",
-                "class", "cases", "values", "exact %", "max"
-            );
+            println!("\n{:<36} {:>5} {:>12} {:>10} {:>5}", "class", "cases", "values", "exact %", "max");
             for (class, s) in &stats {
                 println!(
                     "{class:<36} {:>5} {:>12} {:>10.4} {:>5}",
@@ -2100,12 +1509,7 @@ mod tests {
             if failures.is_empty() && generated {
                 std::fs::remove_dir_all(&dir).ok();
             }
-            assert!(
-                failures.is_empty(),
-                "parity failures (files kept in {}):\n{}",
-                dir.display(),
-                failures.join("\n")
-            );
+            assert!(failures.is_empty(), "parity failures (files kept in {}):\n{}", dir.display(), failures.join("\n"));
         }
     }
 }

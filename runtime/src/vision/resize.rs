@@ -59,23 +59,8 @@ impl PassOrder {
 ///
 /// # Panics
 /// If `channels` is not 1..=4, a size is zero, or `src.len() != width * height * channels`.
-pub fn resize_bicubic_u8(
-    src: &[u8],
-    width: u32,
-    height: u32,
-    channels: usize,
-    out_w: u32,
-    out_h: u32,
-) -> Vec<u8> {
-    resize_bicubic_u8_with_order(
-        src,
-        width,
-        height,
-        channels,
-        out_w,
-        out_h,
-        PassOrder::default(),
-    )
+pub fn resize_bicubic_u8(src: &[u8], width: u32, height: u32, channels: usize, out_w: u32, out_h: u32) -> Vec<u8> {
+    resize_bicubic_u8_with_order(src, width, height, channels, out_w, out_h, PassOrder::default())
 }
 
 /// [`resize_bicubic_u8`] for RGB (3 channels).
@@ -99,12 +84,7 @@ pub fn resize_bicubic_u8_with_order(
     out_h: u32,
     order: PassOrder,
 ) -> Vec<u8> {
-    let (w, h, ow, oh) = (
-        width as usize,
-        height as usize,
-        out_w as usize,
-        out_h as usize,
-    );
+    let (w, h, ow, oh) = (width as usize, height as usize, out_w as usize, out_h as usize);
     check_args(src.len(), w, h, channels, ow, oh);
     if (w, h) == (ow, oh) {
         return src.to_vec();
@@ -130,13 +110,7 @@ pub fn resize_bicubic_u8_with_order(
 ///
 /// # Panics
 /// If a size is zero or `src.len() != width * height`.
-pub fn resize_bicubic_u16(
-    src: &[u16],
-    width: u32,
-    height: u32,
-    out_w: u32,
-    out_h: u32,
-) -> Vec<u16> {
+pub fn resize_bicubic_u16(src: &[u16], width: u32, height: u32, out_w: u32, out_h: u32) -> Vec<u16> {
     resize_bicubic_u16_with_order(src, width, height, out_w, out_h, PassOrder::default())
 }
 
@@ -144,26 +118,13 @@ pub fn resize_bicubic_u16(
 ///
 /// # Panics
 /// As [`resize_bicubic_u16`].
-pub fn resize_bicubic_u16_with_order(
-    src: &[u16],
-    width: u32,
-    height: u32,
-    out_w: u32,
-    out_h: u32,
-    order: PassOrder,
-) -> Vec<u16> {
-    let (w, h, ow, oh) = (
-        width as usize,
-        height as usize,
-        out_w as usize,
-        out_h as usize,
-    );
+pub fn resize_bicubic_u16_with_order(src: &[u16], width: u32, height: u32, out_w: u32, out_h: u32, order: PassOrder) -> Vec<u16> {
+    let (w, h, ow, oh) = (width as usize, height as usize, out_w as usize, out_h as usize);
     check_args(src.len(), w, h, 1, ow, oh);
     if (w, h) == (ow, oh) {
         return src.to_vec();
     }
-    let horizontal =
-        |img: &[u16], rows: usize| horizontal_u16(img, w, rows, ow, &Kernel::bicubic(w, ow));
+    let horizontal = |img: &[u16], rows: usize| horizontal_u16(img, w, rows, ow, &Kernel::bicubic(w, ow));
     let vertical = |img: &[u16], cols: usize| vertical_u16(img, cols, oh, &Kernel::bicubic(h, oh));
     run_passes(src, w, h, ow, oh, order, horizontal, vertical)
 }
@@ -174,26 +135,9 @@ pub fn resize_bicubic_u16_with_order(
 ///
 /// # Panics
 /// If `channels` is not 2 or 4, a size is zero, or the buffer length does not match.
-pub fn resize_bicubic_premultiplied(
-    src: &[u8],
-    width: u32,
-    height: u32,
-    channels: usize,
-    out_w: u32,
-    out_h: u32,
-) -> Vec<u8> {
-    assert!(
-        channels == 2 || channels == 4,
-        "premultiplied resize needs 2 or 4 channels, got {channels}"
-    );
-    check_args(
-        src.len(),
-        width as usize,
-        height as usize,
-        channels,
-        out_w as usize,
-        out_h as usize,
-    );
+pub fn resize_bicubic_premultiplied(src: &[u8], width: u32, height: u32, channels: usize, out_w: u32, out_h: u32) -> Vec<u8> {
+    assert!(channels == 2 || channels == 4, "premultiplied resize needs 2 or 4 channels, got {channels}");
+    check_args(src.len(), width as usize, height as usize, channels, out_w as usize, out_h as usize);
     if (width, height) == (out_w, out_h) {
         return src.to_vec();
     }
@@ -210,20 +154,8 @@ pub fn resize_bicubic_premultiplied(
 ///
 /// # Panics
 /// If a size is zero or `src.len() != width * height * channels`.
-pub fn resize_nearest<T: Copy + Default>(
-    src: &[T],
-    width: u32,
-    height: u32,
-    channels: usize,
-    out_w: u32,
-    out_h: u32,
-) -> Vec<T> {
-    let (w, h, ow, oh) = (
-        width as usize,
-        height as usize,
-        out_w as usize,
-        out_h as usize,
-    );
+pub fn resize_nearest<T: Copy + Default>(src: &[T], width: u32, height: u32, channels: usize, out_w: u32, out_h: u32) -> Vec<T> {
+    let (w, h, ow, oh) = (width as usize, height as usize, out_w as usize, out_h as usize);
     check_args(src.len(), w, h, channels, ow, oh);
     if (w, h) == (ow, oh) {
         return src.to_vec();
@@ -237,8 +169,7 @@ pub fn resize_nearest<T: Copy + Default>(
         let dst_row = &mut out[yy * ow * channels..(yy + 1) * ow * channels];
         for (xx, &sx) in xs.iter().enumerate() {
             if let Some(sx) = sx {
-                dst_row[xx * channels..(xx + 1) * channels]
-                    .copy_from_slice(&src_row[sx * channels..(sx + 1) * channels]);
+                dst_row[xx * channels..(xx + 1) * channels].copy_from_slice(&src_row[sx * channels..(sx + 1) * channels]);
             }
         }
     }
@@ -276,19 +207,9 @@ pub fn unpremultiply_alpha(buf: &mut [u8], channels: usize) {
 // ----------------------------------------------------------------------------------------------
 
 fn check_args(len: usize, w: usize, h: usize, channels: usize, ow: usize, oh: usize) {
-    assert!(
-        (1..=4).contains(&channels),
-        "channels must be 1..=4, got {channels}"
-    );
-    assert!(
-        w > 0 && h > 0 && ow > 0 && oh > 0,
-        "zero-sized resize {w}x{h} -> {ow}x{oh}"
-    );
-    assert_eq!(
-        Some(len),
-        w.checked_mul(h).and_then(|p| p.checked_mul(channels)),
-        "buffer length does not match {w}x{h}x{channels}"
-    );
+    assert!((1..=4).contains(&channels), "channels must be 1..=4, got {channels}");
+    assert!(w > 0 && h > 0 && ow > 0 && oh > 0, "zero-sized resize {w}x{h} -> {ow}x{oh}");
+    assert_eq!(Some(len), w.checked_mul(h).and_then(|p| p.checked_mul(channels)), "buffer length does not match {w}x{h}x{channels}");
 }
 
 /// Runs the one or two passes in Pillow's order. `horizontal(img, rows)` filters rows of an image
@@ -379,12 +300,7 @@ impl Kernel {
             start.push(xmin as usize);
             len.push(n);
         }
-        Kernel {
-            ksize,
-            start,
-            len,
-            weights,
-        }
+        Kernel { ksize, start, len, weights }
     }
 
     fn taps(&self, o: usize) -> (usize, &[f64]) {
@@ -404,23 +320,8 @@ struct FixedKernel {
 impl FixedKernel {
     fn new(k: &Kernel) -> FixedKernel {
         let one = f64::from(1u32 << PRECISION_BITS);
-        let weights = k
-            .weights
-            .iter()
-            .map(|&w| {
-                if w < 0.0 {
-                    (-0.5 + w * one) as i32
-                } else {
-                    (0.5 + w * one) as i32
-                }
-            })
-            .collect();
-        FixedKernel {
-            ksize: k.ksize,
-            start: k.start.clone(),
-            len: k.len.clone(),
-            weights,
-        }
+        let weights = k.weights.iter().map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 }).collect();
+        FixedKernel { ksize: k.ksize, start: k.start.clone(), len: k.len.clone(), weights }
     }
 
     fn taps(&self, o: usize) -> (usize, &[i32]) {
@@ -436,13 +337,7 @@ fn clip8(acc: i32) -> u8 {
 
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-fn horizontal_u8<const C: usize>(
-    src: &[u8],
-    w: usize,
-    rows: usize,
-    ow: usize,
-    kern: &FixedKernel,
-) -> Vec<u8> {
+fn horizontal_u8<const C: usize>(src: &[u8], w: usize, rows: usize, ow: usize, kern: &FixedKernel) -> Vec<u8> {
     let mut out = vec![0u8; ow * rows * C];
     let cost = ow * C * (kern.ksize + 1);
     par_rows(&mut out, ow * C, cost, |first, chunk| {
@@ -493,11 +388,7 @@ fn vertical_u8(src: &[u8], row_len: usize, oh: usize, kern: &FixedKernel) -> Vec
 /// Pillow's `ROUND_UP` (half away from zero, then truncation) followed by a clamp to u16.
 #[inline]
 fn round_clip16(ss: f64) -> u16 {
-    let v = if ss >= 0.0 {
-        (ss + 0.5) as i64
-    } else {
-        (ss - 0.5) as i64
-    };
+    let v = if ss >= 0.0 { (ss + 0.5) as i64 } else { (ss - 0.5) as i64 };
     v.clamp(0, 65535) as u16
 }
 
@@ -563,20 +454,12 @@ const PAR_MIN_WORK: usize = 1 << 20;
 
 /// Calls `f(first_row, rows)` over disjoint chunks of whole output rows, on scoped threads when
 /// the job is large enough. Results do not depend on the split.
-fn par_rows<T: Send>(
-    out: &mut [T],
-    row_len: usize,
-    cost_per_row: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
-) {
+fn par_rows<T: Send>(out: &mut [T], row_len: usize, cost_per_row: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     if row_len == 0 || out.is_empty() {
         return;
     }
     let rows = out.len() / row_len;
-    let threads = std::thread::available_parallelism()
-        .map(NonZeroUsize::get)
-        .unwrap_or(1)
-        .min(rows);
+    let threads = std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1).min(rows);
     if threads <= 1 || rows.saturating_mul(cost_per_row) < PAR_MIN_WORK {
         f(0, out);
         return;
@@ -605,12 +488,7 @@ mod tests {
 
     #[test]
     fn constant_image_stays_constant() {
-        for &(w, h, ow, oh) in &[
-            (7, 5, 3, 2),
-            (3, 3, 448, 448),
-            (100, 1, 4480, 448),
-            (1, 100, 448, 4480),
-        ] {
+        for &(w, h, ow, oh) in &[(7, 5, 3, 2), (3, 3, 448, 448), (100, 1, 4480, 448), (1, 100, 448, 4480)] {
             let src = vec![200u8; w * h * 3];
             let out = resize_bicubic_u8(&src, w as u32, h as u32, 3, ow, oh);
             assert!(out.iter().all(|&v| v == 200), "{w}x{h} -> {ow}x{oh}");

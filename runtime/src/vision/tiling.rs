@@ -36,10 +36,7 @@ pub fn candidate_grids(min_tiles: u32, max_tiles: u32) -> Vec<(u32, u32)> {
             }
         }
     }
-    let mut grids: Vec<(u32, u32)> = set
-        .iter_order()
-        .map(|(i, j)| (i as u32, j as u32))
-        .collect();
+    let mut grids: Vec<(u32, u32)> = set.iter_order().map(|(i, j)| (i as u32, j as u32)).collect();
     // `sorted(..., key=lambda r: r[0] * r[1])` is stable, so is `sort_by_key`.
     grids.sort_by_key(|&(i, j)| u64::from(i) * u64::from(j));
     grids
@@ -50,24 +47,13 @@ pub fn candidate_grids(min_tiles: u32, max_tiles: u32) -> Vec<(u32, u32)> {
 /// on an exact tie a later candidate wins only if `width * height > 0.5 * S^2 * cols * rows`.
 ///
 /// The arithmetic is IEEE double as in Python, so ties are found exactly where Python finds them.
-pub fn select_grid(
-    width: u32,
-    height: u32,
-    tile_size: u32,
-    min_tiles: u32,
-    max_tiles: u32,
-) -> (u32, u32) {
+pub fn select_grid(width: u32, height: u32, tile_size: u32, min_tiles: u32, max_tiles: u32) -> (u32, u32) {
     let candidates = candidate_grids(min_tiles, max_tiles);
     select_grid_from(width, height, tile_size, &candidates)
 }
 
 /// [`select_grid`] over a precomputed candidate list (e.g. from [`candidate_grids`]).
-pub fn select_grid_from(
-    width: u32,
-    height: u32,
-    tile_size: u32,
-    candidates: &[(u32, u32)],
-) -> (u32, u32) {
+pub fn select_grid_from(width: u32, height: u32, tile_size: u32, candidates: &[(u32, u32)]) -> (u32, u32) {
     let aspect = f64::from(width) / f64::from(height);
     // Python compares the int area with a float exactly; below 2^53 the f64 conversion is exact.
     let area = (u64::from(width) * u64::from(height)) as f64;
@@ -129,11 +115,7 @@ struct PySet {
 
 impl PySet {
     fn new() -> Self {
-        PySet {
-            table: vec![None; SET_MINSIZE],
-            fill: 0,
-            used: 0,
-        }
+        PySet { table: vec![None; SET_MINSIZE], fill: 0, used: 0 }
     }
 
     fn mask(&self) -> usize {
@@ -146,11 +128,7 @@ impl PySet {
         let mut perturb = hash;
         let mut i = (hash as usize) & mask;
         loop {
-            let mut probes = if i + LINEAR_PROBES <= mask {
-                LINEAR_PROBES
-            } else {
-                0
-            };
+            let mut probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
             let mut j = i;
             loop {
                 match self.table[j] {
@@ -159,11 +137,7 @@ impl PySet {
                         self.fill += 1;
                         self.used += 1;
                         if self.fill * 5 >= mask * 3 {
-                            let minused = if self.used > 50_000 {
-                                self.used * 2
-                            } else {
-                                self.used * 4
-                            };
+                            let minused = if self.used > 50_000 { self.used * 2 } else { self.used * 4 };
                             self.resize(minused);
                         }
                         return;
@@ -178,11 +152,7 @@ impl PySet {
                 j += 1;
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i
-                .wrapping_mul(5)
-                .wrapping_add(1)
-                .wrapping_add(perturb as usize))
-                & mask;
+            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
         }
     }
 
@@ -211,11 +181,7 @@ impl PySet {
                     }
                 }
                 perturb >>= PERTURB_SHIFT;
-                i = (i
-                    .wrapping_mul(5)
-                    .wrapping_add(1)
-                    .wrapping_add(perturb as usize))
-                    & mask;
+                i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
             }
         }
     }
@@ -258,16 +224,7 @@ mod tests {
         (10, 1),
         (1, 10),
     ];
-    const SPEC_12_TAIL: [(u32, u32); 8] = [
-        (11, 1),
-        (1, 11),
-        (12, 1),
-        (3, 4),
-        (4, 3),
-        (1, 12),
-        (6, 2),
-        (2, 6),
-    ];
+    const SPEC_12_TAIL: [(u32, u32); 8] = [(11, 1), (1, 11), (12, 1), (3, 4), (4, 3), (1, 12), (6, 2), (2, 6)];
 
     #[test]
     fn tuple_hash_matches_cpython() {
@@ -293,31 +250,12 @@ mod tests {
     fn candidate_order_max_6_differs_from_prefix_of_10() {
         // The spec notes the order for 6 differs: the set is smaller, so its table is too.
         let six = candidate_grids(1, 6);
-        let ten_prefix: Vec<_> = SPEC_10
-            .iter()
-            .copied()
-            .filter(|&(i, j)| i * j <= 6)
-            .collect();
+        let ten_prefix: Vec<_> = SPEC_10.iter().copied().filter(|&(i, j)| i * j <= 6).collect();
         assert_eq!(six.len(), ten_prefix.len());
         assert_ne!(six, ten_prefix);
         assert_eq!(
             six,
-            vec![
-                (1, 1),
-                (1, 2),
-                (2, 1),
-                (3, 1),
-                (1, 3),
-                (4, 1),
-                (1, 4),
-                (2, 2),
-                (1, 5),
-                (5, 1),
-                (6, 1),
-                (2, 3),
-                (1, 6),
-                (3, 2)
-            ]
+            vec![(1, 1), (1, 2), (2, 1), (3, 1), (1, 3), (4, 1), (1, 4), (2, 2), (1, 5), (5, 1), (6, 1), (2, 3), (1, 6), (3, 2)]
         );
     }
 
@@ -326,10 +264,7 @@ mod tests {
         for max in 1..=MAX_TILES_LIMIT {
             for min in 1..=max.min(5) {
                 let c = candidate_grids(min, max);
-                let want = (1..=max)
-                    .flat_map(|i| (1..=max).map(move |j| (i, j)))
-                    .filter(|&(i, j)| min <= i * j && i * j <= max)
-                    .count();
+                let want = (1..=max).flat_map(|i| (1..=max).map(move |j| (i, j))).filter(|&(i, j)| min <= i * j && i * j <= max).count();
                 assert_eq!(c.len(), want, "min {min} max {max}");
                 assert!(c.windows(2).all(|w| w[0].0 * w[0].1 <= w[1].0 * w[1].1));
             }

@@ -4,8 +4,7 @@
 #![allow(dead_code)]
 
 use sail::session::{GenerateParams, Model, ModelParams, Session, SessionParams};
-use sail::vision::preprocess::DEFAULT_MAX_PIXELS;
-use sail_quant::{Preset, VisionType};
+use sail_format::quant::{Preset, VisionType};
 use sail_testkit::golden::Case;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,10 +49,7 @@ fn build_dirs() -> Vec<PathBuf> {
 /// test binary (`deps/`) over the uplifted one.
 pub fn built(file: &str) -> PathBuf {
     let dirs = build_dirs();
-    dirs.iter()
-        .map(|d| d.join(file))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{file} was not built: looked in {dirs:?}"))
+    dirs.iter().map(|d| d.join(file)).find(|p| p.is_file()).unwrap_or_else(|| panic!("{file} was not built: looked in {dirs:?}"))
 }
 
 /// A folder holding the libraries under their installed names, libsail.a and libsail.so
@@ -83,7 +79,14 @@ pub fn compile(mut cmd: Command) {
 pub fn build_static(src: &Path, out: &Path) -> PathBuf {
     let lib = install_dir().join("libsail.a");
     let mut c = Command::new(cc());
-    c.args(["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"]).arg(src).arg("-I").arg(include_dir()).arg(&lib).args(LINK_LIBS).arg("-o").arg(out);
+    c.args(["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg(src)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&lib)
+        .args(LINK_LIBS)
+        .arg("-o")
+        .arg(out);
     compile(c);
     out.to_path_buf()
 }
@@ -131,10 +134,11 @@ impl Fixture {
 pub fn library_tokens(gguf: &Path, image: &Path, prompt: &str, n: usize) -> (Vec<i32>, String) {
     sail::ggml::llama_init(false);
     let model = Arc::new(Model::load(gguf, &ModelParams::default()).unwrap());
-    let f32_file = sail::gguf::GgufFile::open(gguf).unwrap().get(sail::model::keys::GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0);
-    let sp = SessionParams { n_ctx: 0, n_batch: 512, n_threads: model.n_threads, kv_f32: f32_file, system: None };
+    let f32_file =
+        sail::format::gguf::GgufFile::open(gguf).unwrap().get(sail::format::keys::GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0);
+    let sp = SessionParams { n_ctx: 0, n_batch: 512, n_threads: model.n_threads, kv_f32: f32_file, system: None, parse_special: false };
     let mut s = Session::new(model.clone(), sp);
-    s.add_image(model.prepare_image_file(image, None, DEFAULT_MAX_PIXELS).unwrap()).unwrap();
+    s.add_image(model.prepare_image_file(image, None, sail::vision::preprocess::ImageLimits::default()).unwrap()).unwrap();
     let gp = GenerateParams { n_predict: n, ignore_eos: true, ..Default::default() };
     let g = s.generate(prompt, &gp, |_, _| true).unwrap();
     (g.tokens, g.text)

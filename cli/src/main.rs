@@ -1,0 +1,63 @@
+//! `sail`: the on-device command line, a thin layer over the `sail` library (run, chat, bench,
+//! info). Flags and `--json` keys follow the contract in the README; each subcommand lives in
+//! its own module.
+
+use clap::{Parser, Subcommand};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+mod args;
+mod bench;
+mod chat;
+mod info;
+mod run;
+
+use chat::ChatArgs;
+use run::RunArgs;
+
+/// Run SAIL-VL2 vision-language models on this machine.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sail",
+    version,
+    after_help = "Convert a Hugging Face checkpoint first:\n  sail-convert ./SAIL-VL2-2B -o sail-2b.gguf --q4_k\nthen:\n  sail run -m sail-2b.gguf --image photo.jpg -p \"Describe this image.\""
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Answer one prompt (with images or video frames), streaming the answer to stdout.
+    Run(RunArgs),
+    /// Interactive multi-turn chat; `/image PATH` attaches an image to the next question.
+    Chat(ChatArgs),
+    /// Measure load time, vision ms/tile, prefill and decode speed and peak memory.
+    Bench(bench::BenchArgs),
+    /// Describe a sail GGUF file (architecture, hyperparameters, tensor types, sizes).
+    Info(info::InfoArgs),
+}
+
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    let r = match cli.cmd {
+        Cmd::Run(a) => run::run(a),
+        Cmd::Chat(a) => chat::chat(a),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::Info(a) => info::info(a),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sail: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The language model through llama.cpp's C API, in safe owning types.
+//!
+//! llama-cpp-2's safe API cannot decode embedding batches (image rows) and hides its raw
+//! context, so sail drives llama.cpp directly here: model, context, batch and sampler chain,
+//! each freed by `Drop`. A context holds an `Arc` of its model, so a model shared between
+//! sessions (and threads) lives until the last session is gone.
+
+use super::sys;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaError {
+    #[error("{path}: llama.cpp could not load the model{}", fmt_log(.log))]
+    Load { path: String, log: Vec<String> },
+    #[error("llama.cpp could not create a context (n_ctx {n_ctx}){}", fmt_log(.log))]
+    Context { n_ctx: u32, log: Vec<String> },
+    #[error("llama_decode failed with status {status} at position {pos}{}", fmt_log(.log))]
+    Decode { status: i32, pos: i32, log: Vec<String> },
+    #[error("decoding aborted")]
+    Aborted,
+    #[error("{what}: {got} values, expected {expected}")]
+    Size { what: &'static str, got: usize, expected: usize },
+    #[error("the context holds {n_ctx} positions; {needed} are needed")]
+    ContextFull { n_ctx: u32, needed: usize },
+}
+
+fn fmt_log(log: &[String]) -> String {
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", log.join(" | "))
+    }
+}
+
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" fn log_cb(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated message valid for the call.
+    let s = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprint!("{s}");
+    }
+    if level == sys::GGML_LOG_LEVEL_ERROR || level == sys::GGML_LOG_LEVEL_WARN {
+        if let Ok(mut l) = LOG.lock() {
+            let line = s.trim().to_string();
+            if !line.is_empty() {
+                l.push(line);
+                let n = l.len();
+                if n > 8 {
+                    l.drain(..n - 8);
+                }
+            }
+        }
+    }
+}
+
+fn take_log() -> Vec<String> {
+    LOG.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+}
+
+/// Initialises llama.cpp once per process and routes its log (to stderr only when verbose;
+/// warnings and errors are kept for error messages).
+pub fn init(verbose: bool) {
+    static ONCE: Once = Once::new();
+    VERBOSE.store(verbose || std::env::var_os("SAIL_VERBOSE").is_some(), Ordering::Relaxed);
+    ONCE.call_once(|| {
+        // SAFETY: registers a callback with static lifetime and initialises llama.cpp's global
+        // state exactly once (Once).
+        unsafe {
+            sys::llama_log_set(Some(log_cb), std::ptr::null_mut());
+            sys::ggml_log_set(Some(log_cb), std::ptr::null_mut());
+            sys::llama_backend_init();
+        }
+    });
+}
+
+/// How to load the language model.
+#[derive(Debug, Clone)]
+pub struct ModelParams {
+    /// Layers to offload to the GPU backend (0: CPU only; −1: all).
+    pub n_gpu_layers: i32,
+    pub use_mmap: bool,
+    /// Let the CPU backend repack quantized weights for speed (costs anonymous memory).
+    pub repack: bool,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams { n_gpu_layers: 0, use_mmap: true, repack: true }
+    }
+}
+
+/// A loaded language model. Immutable after loading, so shareable across threads.
+#[derive(Debug)]
+pub struct LlamaModel {
+    ptr: NonNull<sys::llama_model>,
+    vocab: NonNull<sys::llama_vocab>,
+}
+
+// SAFETY: llama.cpp documents a model as shareable between contexts on different threads; all
+// methods here only read it.
+unsafe impl Send for LlamaModel {}
+// SAFETY: as above.
+unsafe impl Sync for LlamaModel {}
+
+impl LlamaModel {
+    pub fn load(path: &Path, params: &ModelParams) -> Result<LlamaModel, LlamaError> {
+        init(false);
+        let err = |log| LlamaError::Load { path: path.display().to_string(), log };
+        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| err(vec!["path contains NUL".into()]))?;
+        // SAFETY: default params are a plain struct; we only change scalar fields.
+        let mut p = unsafe { sys::llama_model_default_params() };
+        p.n_gpu_layers = params.n_gpu_layers;
+        p.load_mode = if params.use_mmap { sys::LLAMA_LOAD_MODE_MMAP } else { sys::LLAMA_LOAD_MODE_NONE };
+        p.use_extra_bufts = params.repack;
+        take_log();
+        // SAFETY: valid C path; params by value; the returned model is owned and freed in Drop.
+        let m = unsafe { sys::llama_model_load_from_file(c.as_ptr(), p) };
+        let ptr = NonNull::new(m).ok_or_else(|| err(take_log()))?;
+        // SAFETY: the vocab belongs to the live model and lives as long as it.
+        let vocab = NonNull::new(unsafe { sys::llama_model_get_vocab(ptr.as_ptr()) } as *mut _)
+            .ok_or_else(|| err(vec!["model has no vocabulary".into()]))?;
+        Ok(LlamaModel { ptr, vocab })
+    }
+
+    fn raw(&self) -> *mut sys::llama_model {
+        self.ptr.as_ptr()
+    }
+
+    pub fn n_embd(&self) -> usize {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_embd(self.raw()) as usize }
+    }
+
+    /// Width of input embedding rows (what an embedding batch carries).
+    pub fn n_embd_inp(&self) -> usize {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_embd_inp(self.raw()) as usize }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        // SAFETY: live vocab.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab.as_ptr()) as usize }
+    }
+
+    pub fn n_ctx_train(&self) -> u32 {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_ctx_train(self.raw()) as u32 }
+    }
+
+    pub fn n_params(&self) -> u64 {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_params(self.raw()) }
+    }
+
+    /// Bytes of weights.
+    pub fn size(&self) -> u64 {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_size(self.raw()) }
+    }
+
+    /// llama.cpp's one-line description (e.g. `qwen3 1.7B Q4_K - Medium`).
+    pub fn desc(&self) -> String {
+        let mut buf = vec![0u8; 256];
+        // SAFETY: buf is writable for its length; llama.cpp NUL-terminates within it.
+        let n = unsafe { sys::llama_model_desc(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
+        buf.truncate(n.max(0) as usize);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Tokenizes `text` (no BOS); `parse_special` lets `<|im_start|>` etc. map to their ids.
+    pub fn tokenize(&self, text: &str, parse_special: bool) -> Vec<i32> {
+        let mut out = vec![0i32; text.len() + 8];
+        loop {
+            // SAFETY: text pointer/len describe a valid UTF-8 buffer; `out` has room for
+            // out.len() tokens; a negative return asks for a larger buffer.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.vocab.as_ptr(),
+                    text.as_ptr().cast(),
+                    text.len() as i32,
+                    out.as_mut_ptr(),
+                    out.len() as i32,
+                    false,
+                    parse_special,
+                )
+            };
+            if n >= 0 {
+                out.truncate(n as usize);
+                return out;
+            }
+            out.resize((-n) as usize, 0);
+        }
+    }
+
+    /// The bytes a token stands for (special tokens rendered when `special`).
+    pub fn token_bytes(&self, token: i32, special: bool) -> Vec<u8> {
+        let mut buf = vec![0u8; 64];
+        loop {
+            // SAFETY: buf is writable for its length; a negative return is the size needed.
+            let n = unsafe { sys::llama_token_to_piece(self.vocab.as_ptr(), token, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special) };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return buf;
+            }
+            buf.resize((-n) as usize, 0);
+        }
+    }
+
+    /// End of generation (`<|im_end|>`, `<|endoftext|>`, …).
+    pub fn is_eog(&self, token: i32) -> bool {
+        // SAFETY: live vocab; any token id is accepted.
+        unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
+    }
+
+    /// A metadata string value from the GGUF.
+    pub fn meta(&self, key: &str) -> Option<String> {
+        let k = CString::new(key).ok()?;
+        let mut buf = vec![0u8; 1024];
+        // SAFETY: buf writable for its length; returns the full length or −1.
+        let n = unsafe { sys::llama_model_meta_val_str(self.raw(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return None;
+        }
+        if n as usize >= buf.len() {
+            buf.resize(n as usize + 1, 0);
+            // SAFETY: as above, with a buffer of the reported size.
+            unsafe { sys::llama_model_meta_val_str(self.raw(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        }
+        buf.truncate(n as usize);
+        String::from_utf8(buf).ok()
+    }
+}
+
+impl Drop for LlamaModel {
+    fn drop(&mut self) {
+        // SAFETY: loaded by llama_model_load_from_file, freed once; contexts hold an Arc to
+        // the model, so none outlives it.
+        unsafe { sys::llama_model_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// Context (KV cache) settings.
+#[derive(Debug, Clone)]
+pub struct ContextParams {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_threads: usize,
+    /// f32 KV cache (exact parity); f16 otherwise (half the memory).
+    pub kv_f32: bool,
+}
+
+/// A decoding context over a shared model; one thread at a time.
+#[derive(Debug)]
+pub struct LlamaContext {
+    ptr: NonNull<sys::llama_context>,
+    n_ctx: u32,
+    n_batch: u32,
+    abort: Arc<AtomicBool>,
+    // After ptr in drop order: the context is freed before the model reference goes.
+    model: Arc<LlamaModel>,
+}
+
+// SAFETY: a llama_context may move between threads; &mut self serialises use.
+unsafe impl Send for LlamaContext {}
+
+unsafe extern "C" fn abort_cb(data: *mut c_void) -> bool {
+    // SAFETY: `data` is the AtomicBool inside the context's Arc, alive while the context is.
+    unsafe { (*(data as *const AtomicBool)).load(Ordering::Relaxed) }
+}
+
+/// An owned llama_batch, freed on drop.
+struct Batch(sys::llama_batch);
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by llama_batch_init, freed once.
+        unsafe { sys::llama_batch_free(self.0) }
+    }
+}
+
+impl LlamaContext {
+    pub fn new(model: Arc<LlamaModel>, p: &ContextParams) -> Result<LlamaContext, LlamaError> {
+        // SAFETY: default params are a plain struct; we set scalar fields only.
+        let mut cp = unsafe { sys::llama_context_default_params() };
+        cp.n_ctx = p.n_ctx;
+        cp.n_batch = p.n_batch.min(p.n_ctx);
+        cp.n_ubatch = cp.n_batch;
+        cp.n_seq_max = 1;
+        cp.n_threads = p.n_threads.max(1) as i32;
+        cp.n_threads_batch = p.n_threads.max(1) as i32;
+        cp.no_perf = true;
+        if p.kv_f32 {
+            cp.type_k = sys::GGML_TYPE_F32;
+            cp.type_v = sys::GGML_TYPE_F32;
+        }
+        let abort = Arc::new(AtomicBool::new(false));
+        cp.abort_callback = Some(abort_cb);
+        cp.abort_callback_data = Arc::as_ptr(&abort) as *mut c_void;
+        take_log();
+        // SAFETY: model is live (we keep an Arc); params by value; freed in Drop.
+        let c = unsafe { sys::llama_init_from_model(model.raw(), cp) };
+        let ptr = NonNull::new(c).ok_or_else(|| LlamaError::Context { n_ctx: p.n_ctx, log: take_log() })?;
+        // SAFETY: live context.
+        let n_ctx = unsafe { sys::llama_n_ctx(ptr.as_ptr()) };
+        Ok(LlamaContext { ptr, n_ctx, n_batch: cp.n_batch, abort, model })
+    }
+
+    pub fn model(&self) -> &Arc<LlamaModel> {
+        &self.model
+    }
+
+    pub fn n_ctx(&self) -> u32 {
+        self.n_ctx
+    }
+
+    /// A flag that, once set, makes the running decode return [`LlamaError::Aborted`].
+    pub fn abort_flag(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
+    }
+
+    pub fn set_threads(&mut self, n: usize) {
+        // SAFETY: live context.
+        unsafe { sys::llama_set_n_threads(self.ptr.as_ptr(), n as i32, n as i32) };
+    }
+
+    fn check_room(&self, pos0: i32, n: usize) -> Result<(), LlamaError> {
+        if pos0 as usize + n > self.n_ctx as usize {
+            return Err(LlamaError::ContextFull { n_ctx: self.n_ctx, needed: pos0 as usize + n });
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, batch: &Batch, pos: i32) -> Result<(), LlamaError> {
+        take_log();
+        // SAFETY: live context; the batch's arrays hold n_tokens valid entries (filled by
+        // the callers below).
+        let st = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.0) };
+        match st {
+            0 => Ok(()),
+            2 if self.abort.load(Ordering::Relaxed) => Err(LlamaError::Aborted),
+            s => Err(LlamaError::Decode { status: s, pos, log: take_log() }),
+        }
+    }
+
+    /// Decodes `tokens` at positions `pos0..`; logits are kept for the last one if `logits`.
+    pub fn decode_tokens(&mut self, tokens: &[i32], pos0: i32, logits: bool) -> Result<(), LlamaError> {
+        self.check_room(pos0, tokens.len())?;
+        let nb = self.n_batch as usize;
+        for (ci, chunk) in tokens.chunks(nb).enumerate() {
+            // SAFETY: allocates token/pos/seq/logits arrays for chunk.len() entries.
+            let b = Batch(unsafe { sys::llama_batch_init(chunk.len() as i32, 0, 1) });
+            let start = pos0 + (ci * nb) as i32;
+            let last_chunk = (ci + 1) * nb >= tokens.len();
+            for (i, &t) in chunk.iter().enumerate() {
+                // SAFETY: i < chunk.len(), the capacity the batch was created with; seq_id[i]
+                // points to an array of n_seq_max (1) ids.
+                unsafe {
+                    *b.0.token.add(i) = t;
+                    *b.0.pos.add(i) = start + i as i32;
+                    *b.0.n_seq_id.add(i) = 1;
+                    **b.0.seq_id.add(i) = 0;
+                    *b.0.logits.add(i) = (logits && last_chunk && i + 1 == chunk.len()) as i8;
+                }
+            }
+            let mut b = b;
+            b.0.n_tokens = chunk.len() as i32;
+            self.run(&b, start)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes `n` embedding rows (`rows` = n × n_embd_inp floats) at positions `pos0..`.
+    pub fn decode_embeddings(&mut self, rows: &[f32], pos0: i32, logits: bool) -> Result<(), LlamaError> {
+        let d = self.model.n_embd_inp();
+        if rows.len() % d != 0 {
+            return Err(LlamaError::Size { what: "embedding rows", got: rows.len(), expected: rows.len() / d * d });
+        }
+        let n = rows.len() / d;
+        self.check_room(pos0, n)?;
+        let nb = self.n_batch as usize;
+        for ci in 0..n.div_ceil(nb) {
+            let s = ci * nb;
+            let m = nb.min(n - s);
+            // SAFETY: allocates embd (m × d floats), pos/seq/logits for m entries.
+            let mut b = Batch(unsafe { sys::llama_batch_init(m as i32, d as i32, 1) });
+            // SAFETY: embd has room for m·d floats; the source slice has exactly that many.
+            unsafe { std::ptr::copy_nonoverlapping(rows[s * d..(s + m) * d].as_ptr(), b.0.embd, m * d) };
+            for i in 0..m {
+                // SAFETY: i < m, the batch capacity; one seq id per token.
+                unsafe {
+                    *b.0.pos.add(i) = pos0 + (s + i) as i32;
+                    *b.0.n_seq_id.add(i) = 1;
+                    **b.0.seq_id.add(i) = 0;
+                    *b.0.logits.add(i) = (logits && s + i + 1 == n) as i8;
+                }
+            }
+            b.0.n_tokens = m as i32;
+            self.run(&b, pos0 + s as i32)?;
+        }
+        Ok(())
+    }
+
+    /// Logits of the last decoded position that asked for them.
+    pub fn logits(&self) -> &[f32] {
+        // SAFETY: llama.cpp returns a buffer of n_vocab floats owned by the context, valid
+        // until the next decode, which needs &mut self.
+        unsafe {
+            let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), -1);
+            if p.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(p, self.model.n_vocab())
+        }
+    }
+
+    /// Forgets positions `pos..` (all with 0).
+    pub fn truncate(&mut self, pos: i32) {
+        // SAFETY: live context; its memory module removes a range of sequence 0.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ptr.as_ptr());
+            if pos <= 0 {
+                sys::llama_memory_clear(mem, true);
+            } else {
+                sys::llama_memory_seq_rm(mem, 0, pos, -1);
+            }
+        }
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::llama_context {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for LlamaContext {
+    fn drop(&mut self) {
+        // SAFETY: created by llama_init_from_model, freed once, before the model Arc drops.
+        unsafe { sys::llama_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// Sampling settings (llama.cpp's sampler chain).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerParams {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: i32,
+    /// 1 = off.
+    pub top_p: f32,
+    /// 0 = off.
+    pub min_p: f32,
+    /// 1 = off.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub seed: u32,
+}
+
+impl Default for SamplerParams {
+    fn default() -> Self {
+        SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+    }
+}
+
+/// A sampling value llama.cpp would misbehave on, named by its field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SamplerError {
+    #[error("temperature {0} must be finite and ≥ 0")]
+    Temperature(f32),
+    #[error("top_k {0} must be ≥ 0")]
+    TopK(i32),
+    #[error("top_p {0} must be in (0, 1]")]
+    TopP(f32),
+    #[error("min_p {0} must be in [0, 1]")]
+    MinP(f32),
+    #[error("repeat_penalty {0} must be finite and > 0")]
+    RepeatPenalty(f32),
+    #[error("repeat_last_n {0} must be in 0..={max}", max = SamplerParams::MAX_REPEAT_LAST_N)]
+    RepeatLastN(i32),
+}
+
+impl SamplerParams {
+    /// The longest penalty window: llama.cpp allocates a ring buffer of this many tokens.
+    pub const MAX_REPEAT_LAST_N: i32 = 1 << 16;
+
+    /// Rejects values llama.cpp would misbehave on (or abort on), naming the field.
+    pub fn validate(&self) -> Result<(), SamplerError> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(SamplerError::Temperature(self.temperature));
+        }
+        if self.top_k < 0 {
+            return Err(SamplerError::TopK(self.top_k));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(SamplerError::TopP(self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(SamplerError::MinP(self.min_p));
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return Err(SamplerError::RepeatPenalty(self.repeat_penalty));
+        }
+        if !(0..=Self::MAX_REPEAT_LAST_N).contains(&self.repeat_last_n) {
+            return Err(SamplerError::RepeatLastN(self.repeat_last_n));
+        }
+        Ok(())
+    }
+}
+
+/// A llama.cpp sampler chain.
+#[derive(Debug)]
+pub struct Sampler {
+    ptr: NonNull<sys::llama_sampler>,
+}
+
+// SAFETY: a sampler is plain state; &mut self serialises use.
+unsafe impl Send for Sampler {}
+
+impl Sampler {
+    pub fn new(p: &SamplerParams, n_vocab: usize) -> Sampler {
+        // SAFETY: creates a chain that owns every sampler added to it; freed in Drop.
+        unsafe {
+            let chain = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+            let add = |s: *mut sys::llama_sampler| sys::llama_sampler_chain_add(chain, s);
+            if p.repeat_penalty != 1.0 {
+                add(sys::llama_sampler_init_penalties(n_vocab as i32, p.repeat_last_n, p.repeat_penalty, 0.0, 0.0));
+            }
+            if p.temperature <= 0.0 {
+                add(sys::llama_sampler_init_greedy());
+            } else {
+                if p.top_k > 0 {
+                    add(sys::llama_sampler_init_top_k(p.top_k));
+                }
+                if p.top_p < 1.0 {
+                    add(sys::llama_sampler_init_top_p(p.top_p, 1));
+                }
+                if p.min_p > 0.0 {
+                    add(sys::llama_sampler_init_min_p(p.min_p, 1));
+                }
+                add(sys::llama_sampler_init_temp(p.temperature));
+                add(sys::llama_sampler_init_dist(p.seed));
+            }
+            Sampler { ptr: NonNull::new(chain).expect("sampler chain") }
+        }
+    }
+
+    /// Samples from the context's last logits and records the token in the chain's history.
+    pub fn sample(&mut self, ctx: &LlamaContext) -> i32 {
+        // SAFETY: live sampler and context; idx −1 = the last logits row.
+        unsafe { sys::llama_sampler_sample(self.ptr.as_ptr(), ctx.raw(), -1) }
+    }
+
+    /// Records a token that was not sampled (prompt tokens, for the repetition penalty).
+    pub fn accept(&mut self, token: i32) {
+        // SAFETY: live sampler.
+        unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: the chain was created by chain_init and owns its samplers; freed once.
+        unsafe { sys::llama_sampler_free(self.ptr.as_ptr()) }
+    }
+}
