@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/env.sh
-cargo build --release -p sail-convert -p sail-gen -p sail-runtime
+cargo build --release -p sail-convert -p sail-gen -p sail-cli
 BIN="$CARGO_TARGET_DIR/release"
 OUT="${SAIL_DEMO_DIR:-demo}"
 mkdir -p "$OUT"

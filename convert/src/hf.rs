@@ -180,7 +180,7 @@ impl HfConfig {
             rms_eps: c.f64_or("llm_config.rms_norm_eps", 1e-6)? as f32,
             moe,
         };
-        if llm.n_head_kv == 0 || llm.n_head % llm.n_head_kv != 0 {
+        if llm.n_head_kv == 0 || !llm.n_head.is_multiple_of(llm.n_head_kv) {
             return Err(c.err("llm_config.num_key_value_heads", format!("{} does not divide {} heads", llm.n_head_kv, llm.n_head)));
         }
 

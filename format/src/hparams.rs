@@ -127,7 +127,7 @@ impl VisionHparams {
     /// Pixel-shuffle factor (2 for a ratio of 0.5); 0 when the ratio is not positive.
     pub fn scale(&self) -> u32 {
         let s = 1.0 / self.downsample_ratio as f64;
-        if s.is_finite() && s >= 0.5 && s < 65536.0 {
+        if s.is_finite() && (0.5..65536.0).contains(&s) {
             s.round() as u32
         } else {
             0
@@ -147,11 +147,11 @@ impl VisionHparams {
 
     /// Checks the relations the graph relies on; the converter and the loader both call it.
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!("image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size));
         }
         let s = self.scale();
-        if s == 0 || (1.0 / s as f32 - self.downsample_ratio).abs() > 1e-6 || self.grid() % s != 0 {
+        if s == 0 || (1.0 / s as f32 - self.downsample_ratio).abs() > 1e-6 || !self.grid().is_multiple_of(s) {
             return Err(format!(
                 "downsample_ratio {} does not divide the {}×{} patch grid",
                 self.downsample_ratio,
@@ -159,7 +159,7 @@ impl VisionHparams {
                 self.grid()
             ));
         }
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!("hidden size {} is not divisible by {} heads", self.n_embd, self.n_head));
         }
         if self.select_layer == 0 || self.select_layer < -(self.n_layer as i32) || self.select_layer >= self.n_layer as i32 {

@@ -117,7 +117,7 @@ pub fn use_more_bits(layer: usize, n_layer: usize) -> bool {
 pub fn fallback(ty: GgmlType, n0: usize) -> GgmlType {
     let mut t = ty;
     loop {
-        if n0 % t.block_size() == 0 {
+        if n0.is_multiple_of(t.block_size()) {
             return t;
         }
         t = match t {

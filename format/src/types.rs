@@ -183,7 +183,7 @@ impl GgmlType {
     /// size fits a `usize`).
     pub fn row_bytes(self, n_per_row: usize) -> Option<usize> {
         let b = self.block_size();
-        if n_per_row % b != 0 {
+        if !n_per_row.is_multiple_of(b) {
             return None;
         }
         (n_per_row / b).checked_mul(self.type_size())

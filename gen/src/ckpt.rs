@@ -877,7 +877,7 @@ pub fn plan(a: &Args) -> Result<Plan> {
 
     let (config, vocab, copy_head) = match a.full {
         None => {
-            if a.patch_size == 0 || a.image_size % a.patch_size != 0 || (a.image_size / a.patch_size) % 2 != 0 {
+            if a.patch_size == 0 || !a.image_size.is_multiple_of(a.patch_size) || !(a.image_size / a.patch_size).is_multiple_of(2) {
                 return Err(Error::InvalidArgs("image_size/patch_size must be an even integer (pixel shuffle 0.5)".into()));
             }
             if a.variant == Variant::Moe && !(0 < a.top_k && a.top_k <= a.num_experts) {

@@ -69,7 +69,7 @@ impl<'ctx> Tensor<'ctx> {
     }
 
     pub fn ty(&self) -> Option<GgmlType> {
-        GgmlType::from_id(self.hdr().type_ as u32)
+        GgmlType::from_id(self.hdr().type_)
     }
 
     pub fn n_bytes(&self) -> usize {

@@ -381,7 +381,7 @@ impl LlamaContext {
     /// Decodes `n` embedding rows (`rows` = n × n_embd_inp floats) at positions `pos0..`.
     pub fn decode_embeddings(&mut self, rows: &[f32], pos0: i32, logits: bool) -> Result<(), LlamaError> {
         let d = self.model.n_embd_inp();
-        if rows.len() % d != 0 {
+        if !rows.len().is_multiple_of(d) {
             return Err(LlamaError::Size { what: "embedding rows", got: rows.len(), expected: rows.len() / d * d });
         }
         let n = rows.len() / d;

@@ -23,10 +23,10 @@ pub(crate) fn raw_type(t: GgmlType) -> sys::ggml_type {
 }
 
 fn check_rows(ty: GgmlType, len: usize, n_per_row: usize) -> Result<usize, QuantizeError> {
-    if n_per_row == 0 || len % n_per_row != 0 {
+    if n_per_row == 0 || !len.is_multiple_of(n_per_row) {
         return Err(QuantizeError::PartialRow { len, n_per_row });
     }
-    if n_per_row % ty.block_size() != 0 {
+    if !n_per_row.is_multiple_of(ty.block_size()) {
         return Err(QuantizeError::RowNotBlockAligned { ty, block: ty.block_size(), n_per_row });
     }
     Ok(len / n_per_row)
@@ -72,7 +72,7 @@ pub fn quantize(ty: GgmlType, src: &[f32], n_per_row: usize) -> Result<Vec<u8>, 
 /// Converts rows of `ty` back to f32 with ggml's `to_float`.
 pub fn dequantize(ty: GgmlType, data: &[u8], n_values: usize) -> Result<Vec<f32>, QuantizeError> {
     let b = ty.block_size();
-    let expected = if n_values % b == 0 { (n_values / b).checked_mul(ty.type_size()).unwrap_or(usize::MAX) } else { usize::MAX };
+    let expected = if n_values.is_multiple_of(b) { (n_values / b).saturating_mul(ty.type_size()) } else { usize::MAX };
     if data.len() != expected {
         return Err(QuantizeError::BadByteLength { ty, got: data.len(), expected });
     }
@@ -113,8 +113,8 @@ mod tests {
             };
             assert_eq!((blck, size, name.as_str()), (t.block_size(), t.type_size(), t.name()), "{t}");
         }
-        assert_eq!(sail_format::types::GGML_TYPE_COUNT, sys::GGML_TYPE_COUNT as u32);
-        for id in 0..sys::GGML_TYPE_COUNT as u32 {
+        assert_eq!(sail_format::types::GGML_TYPE_COUNT, sys::GGML_TYPE_COUNT);
+        for id in 0..sys::GGML_TYPE_COUNT {
             // SAFETY: id < GGML_TYPE_COUNT, inside ggml's table.
             let p = unsafe { sys::ggml_type_name(id as sys::ggml_type) };
             // SAFETY: static NUL-terminated string.

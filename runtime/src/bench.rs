@@ -71,12 +71,10 @@ pub fn llama_alone(model: &Model, ids: &[i32], n: usize, threads: usize, kv_f32:
     ctx.decode_tokens(ids, 0, true)?;
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut pos = ids.len() as i32;
-    for _ in 0..n {
+    for pos in ids.len()..ids.len() + n {
         let l = ctx.logits();
         let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
-        ctx.decode_tokens(&[tok], pos, true)?;
-        pos += 1;
+        ctx.decode_tokens(&[tok], pos as i32, true)?;
     }
     Ok((ids.len() as f64 / prefill, n as f64 / t.elapsed().as_secs_f64()))
 }

@@ -197,8 +197,8 @@ impl GgufFile {
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
                 .and_then(|_| ty.tensor_bytes(&ne))
                 .ok_or_else(|| c.err(format!("tensor {name}: shape {ne:?} does not fit type {ty}")))?;
-            let start = data_offset.checked_add(off as usize).unwrap_or(usize::MAX);
-            let end = start.checked_add(n_bytes).unwrap_or(usize::MAX);
+            let start = data_offset.saturating_add(off as usize);
+            let end = start.saturating_add(n_bytes);
             if end > b.len() {
                 return Err(GgufError::TensorOutOfBounds { path: path.to_path_buf(), tensor: name, start, end, len: b.len() });
             }

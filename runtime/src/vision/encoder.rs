@@ -33,6 +33,9 @@ pub enum VisionError {
     Pixels { got: usize, tiles: usize, size: u32 },
 }
 
+/// A named intermediate of the graph: (name, ggml dims, values), for parity tools.
+pub type Dump = (String, Vec<i64>, Vec<f32>);
+
 /// Where and how the encoder runs.
 #[derive(Debug, Clone)]
 pub struct EncoderParams {
@@ -157,12 +160,7 @@ impl VisionEncoder {
     }
 
     /// Encodes one batch and also returns the named intermediates in `dump` (for parity tools).
-    pub fn encode_with_dumps(
-        &self,
-        pixels: &[f32],
-        n_tiles: usize,
-        dump: &[&str],
-    ) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
+    pub fn encode_with_dumps(&self, pixels: &[f32], n_tiles: usize, dump: &[&str]) -> Result<(Vec<f32>, Vec<Dump>), VisionError> {
         let s = self.hp.image_size as usize;
         if pixels.len() != n_tiles * 3 * s * s || n_tiles == 0 {
             return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: self.hp.image_size });
@@ -170,8 +168,7 @@ impl VisionEncoder {
         self.run(pixels, n_tiles, Some(dump))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn run(&self, pixels: &[f32], t: usize, dump: Option<&[&str]>) -> Result<(Vec<f32>, Vec<(String, Vec<i64>, Vec<f32>)>), VisionError> {
+    fn run(&self, pixels: &[f32], t: usize, dump: Option<&[&str]>) -> Result<(Vec<f32>, Vec<Dump>), VisionError> {
         // Held for the whole run: graphs read the shared weight tensors and compute on the
         // shared backends.
         let mut exec = self.exec.lock().unwrap_or_else(|e| e.into_inner());
