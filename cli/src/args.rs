@@ -4,7 +4,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use sail::ggml::{SamplerError, SamplerParams};
 use sail::session::{GenerateParams, Model, ModelParams, PreparedImage, SailError, SessionParams};
-use sail::vision::preprocess::{ImageLimits, DEFAULT_MAX_PIXELS};
+use sail::vision::decode::{ImageLimits, DEFAULT_MAX_PIXELS};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -253,6 +253,33 @@ fn unreadable_image() {
     );
 }
 
+/// One budget from `--max-pixels` to the decoder and the tiler: a 9000×8000 PNG (72 M pixels) is
+/// over the default budget of 64 Mi pixels and refused from its header with the message printed
+/// once; with `--max-pixels 100000000` the same file is decoded and tiled.
+#[test]
+fn max_pixels_reaches_the_decoder_and_the_tiler() {
+    let (c, g) = small_dense();
+    let big = sail_testkit::grey_ramp_png(9000, 8000);
+    let img = big.to_str().unwrap();
+    let o = sail(&["run", "-m", g.to_str().unwrap(), "--image", img, "-p", "hi", "-n", "1", "--json", "--max-pixels", "100000000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The tiles the reference's processor makes for this size, with the case's settings.
+    let p = &c.json["preprocess"];
+    let n = |k: &str| p[k].as_u64().unwrap() as u32;
+    let grid = sail::vision::tiling::select_grid(9000, 8000, n("image_size"), n("min_tiles"), n("max_tiles"));
+    let want = sail::vision::tiling::tile_count(grid, p["thumbnail"].as_bool().unwrap());
+    assert!(want > 1, "a 9000x8000 image should need several tiles");
+    assert_eq!(v["tiles"].as_u64().unwrap(), want as u64);
+
+    let o = sail(&["run", "-m", g.to_str().unwrap(), "--image", img, "-p", "hi", "-n", "1"]);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "the default budget should refuse {img}");
+    let msg = "9000x8000 is 72000000 pixels, over the budget of 67108864";
+    assert_eq!(e.matches(msg).count(), 1, "{e}");
+    assert_eq!(e.matches(img).count(), 1, "the file should be named once: {e}");
+}
+
 #[test]
 fn invalid_sampler_values() {
     let (_, g) = small_dense();

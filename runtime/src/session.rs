@@ -8,8 +8,10 @@
 //! values) is checked before any compute.
 
 use crate::text::{Media, Message, Part, Prompt, PromptBuilder, PromptError};
+use crate::vision::decode::{load_image, DecodedImage, ImageLimits, PreprocessError};
 use crate::vision::encoder::{EncoderParams, VisionEncoder, VisionError};
-use crate::vision::preprocess::{self, DecodedImage, ImageLimits, PreprocessConfig, PreprocessError};
+use crate::vision::preprocess;
+use crate::vision::tiling::PreprocessConfig;
 use sail_format::gguf::{GgufError, GgufFile};
 use sail_format::keys::*;
 use sail_format::template as tpl;
@@ -206,14 +208,14 @@ impl Model {
         cfg.min_tiles = hp.min_tiles.min(cfg.max_tiles);
         cfg.use_thumbnail = hp.use_thumbnail;
         cfg.limits = limits;
-        let p = preprocess::preprocess(img, &cfg)?;
+        let p = preprocess(img, &cfg)?;
         Ok(PreparedImage { tiles: p.tiles, grid: p.grid, pixels: p.pixels })
     }
 
     /// Loads and tiles an image file under `limits`.
     pub fn prepare_image_file(&self, path: &Path, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
         self.encoder()?;
-        let img = preprocess::load_image(path, limits)?;
+        let img = load_image(path, limits)?;
         self.prepare_image(&img, max_tiles, limits)
     }
 

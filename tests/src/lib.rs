@@ -78,6 +78,34 @@ pub fn converted(ckpt: &Path, name: &str, preset: sail_format::quant::Preset, vi
     out
 }
 
+/// A `width` x `height` 8-bit grey PNG (a horizontal ramp) in the scratch folder, written once
+/// per size. Every row is the same, so with the Up filter it compresses to a few hundred KB
+/// however large it is: cheap to keep, fast to decode; for pixel-budget tests.
+pub fn grey_ramp_png(width: u32, height: u32) -> PathBuf {
+    let _g = GEN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch().join(format!("ramp-{width}x{height}.png"));
+    if out.exists() {
+        return out;
+    }
+    let part = out.with_extension("png.part");
+    let file = std::fs::File::create(&part).expect("create the test PNG");
+    let mut enc = png::Encoder::new(file, width, height);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    enc.set_filter(png::Filter::Up);
+    let mut w = enc.write_header().expect("PNG header");
+    let row: Vec<u8> = (0..width).map(|x| (u64::from(x) * 255 / u64::from(width.max(2) - 1)) as u8).collect();
+    let mut stream = w.stream_writer().expect("PNG stream");
+    for _ in 0..height {
+        std::io::Write::write_all(&mut stream, &row).expect("PNG rows");
+    }
+    stream.finish().expect("PNG end");
+    w.finish().expect("PNG end");
+    std::fs::rename(&part, &out).expect("rename the test PNG");
+    out
+}
+
 pub fn hex_digest(b: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()

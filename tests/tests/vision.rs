@@ -3,8 +3,10 @@
 //! ≤ 1e-2 at f16, over grids from 1×1 to 3×3 + thumbnail, portrait and landscape, and
 //! select_layer −1 and −2.
 
+use sail::vision::decode::{load_image, ImageLimits};
 use sail::vision::encoder::{EncoderParams, VisionEncoder};
-use sail::vision::preprocess::{load_image, preprocess, ImageLimits, PreprocessConfig};
+use sail::vision::preprocess;
+use sail::vision::tiling::PreprocessConfig;
 use sail_format::quant::{Preset, VisionType};
 use sail_testkit::{checkpoint, converted, golden::Case, metrics};
 

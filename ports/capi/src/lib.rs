@@ -22,8 +22,7 @@
 use sail::format::gguf::GgufError;
 use sail::ggml::{LlamaError, SamplerParams};
 use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
-use sail::vision::preprocess::ImageLimits;
-use sail::vision::preprocess::{self, PreprocessError, DEFAULT_MAX_PIXELS};
+use sail::vision::decode::{self, ImageLimits, PreprocessError, DEFAULT_MAX_PIXELS};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -659,7 +658,7 @@ pub unsafe extern "C" fn sail_session_add_image_rgb(
         }
         let (row, stride, needed) = rgb_layout(len, width, height, stride)?;
         // the budget before copying: the tiler checks it again, from the same value
-        preprocess::check_dimensions("<memory>", width as u32, height as u32, st.limits.max_pixels)
+        decode::check_dimensions("<memory>", width as u32, height as u32, st.limits.max_pixels)
             .map_err(|e| failed(Phase::Image)(e.into()))?;
         // SAFETY: rgb is non-NULL and readable for `len` bytes (caller's contract); we read
         // `needed` ≤ len bytes, and needed ≤ isize::MAX (checked in rgb_layout).
@@ -668,7 +667,7 @@ pub unsafe extern "C" fn sail_session_add_image_rgb(
         for r in 0..height as usize {
             data.extend_from_slice(&buf[r * stride..r * stride + row]);
         }
-        let img = preprocess::from_rgb8(width as u32, height as u32, &data).map_err(|e| failed(Phase::Image)(e.into()))?;
+        let img = decode::from_rgb8(width as u32, height as u32, &data).map_err(|e| failed(Phase::Image)(e.into()))?;
         let model = st.session.model().clone();
         let prepared = model.prepare_image(&img, st.max_tiles, st.limits).map_err(failed(Phase::Image))?;
         st.session.add_image(prepared).map_err(failed(Phase::Image))

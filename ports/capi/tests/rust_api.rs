@@ -251,13 +251,54 @@ fn rgb_buffers_are_checked_before_reading() {
     }
 }
 
+/// `max_pixels` in `sail_session_params` is the one budget of the decoder and the tiler: a
+/// 9000×8000 PNG (72 M pixels) is refused from its header under the default (64 Mi pixels),
+/// with the message saying so once, and decoded and tiled under `max_pixels = 100000000`.
+#[test]
+fn max_pixels_reaches_the_decoder_and_the_tiler() {
+    let f = small_dense();
+    let big = sail_testkit::grey_ramp_png(9000, 8000);
+    let m = load(&f.gguf);
+    let s = session(m);
+    assert_eq!(add_file(s, &big), SAIL_ERR_BAD_IMAGE);
+    let e = last_error();
+    assert_eq!(e.matches("9000x8000 is 72000000 pixels, over the budget of 67108864").count(), 1, "{e}");
+    assert_eq!(e.matches(big.to_str().unwrap()).count(), 1, "the file should be named once: {e}");
+
+    let roomy = sail_session_params { max_pixels: 100_000_000, ..sail_session_default_params() };
+    let mut st = -1;
+    // SAFETY: live model, valid status pointer.
+    let r = unsafe { sail_session_new(m, roomy, &mut st) };
+    assert_eq!(st, SAIL_OK, "{}", last_error());
+    assert_eq!(add_file(r, &big), SAIL_OK, "{}", last_error());
+    let (st, _) = generate(r, "hi", 1);
+    assert_eq!(st, SAIL_OK, "{}", last_error());
+    let mut info = sail_generation_info::default();
+    // SAFETY: live session, writable info.
+    assert_eq!(unsafe { sail_session_last_info(r, &mut info) }, SAIL_OK);
+    // The tiles the reference's processor makes for this size, with the case's settings.
+    let case = sail_testkit::golden::Case::load("small-dense").unwrap();
+    let p = &case.json["preprocess"];
+    let n = |k: &str| p[k].as_u64().unwrap() as u32;
+    let grid = sail::vision::tiling::select_grid(9000, 8000, n("image_size"), n("min_tiles"), n("max_tiles"));
+    let want = sail::vision::tiling::tile_count(grid, p["thumbnail"].as_bool().unwrap());
+    assert!(want > 1, "a 9000x8000 image should need several tiles");
+    assert_eq!(info.n_tiles as usize, want, "{info:?}");
+    // SAFETY: handles made above, each freed once.
+    unsafe {
+        sail_session_free(r);
+        sail_session_free(s);
+        sail_model_free(m);
+    }
+}
+
 /// A camera frame with the PNG's pixels gives the PNG's answer (the image is RGB, so decoding
 /// is the only difference between the two paths).
 #[test]
 fn rgb_frame_equals_the_same_image_file() {
     let f = small_dense();
-    let img = sail::vision::preprocess::load_image(&f.image, sail::vision::preprocess::ImageLimits::default()).unwrap();
-    assert_eq!(img.mode(), sail::vision::preprocess::PilMode::Rgb, "the fixture image should be RGB");
+    let img = sail::vision::decode::load_image(&f.image, sail::vision::decode::ImageLimits::default()).unwrap();
+    assert_eq!(img.mode(), sail::vision::decode::PilMode::Rgb, "the fixture image should be RGB");
     let (w, h) = (img.width() as usize, img.height() as usize);
     // rows padded to a stride, as camera buffers often are
     let stride = w * 3 + 13;

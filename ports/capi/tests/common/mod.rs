@@ -138,7 +138,7 @@ pub fn library_tokens(gguf: &Path, image: &Path, prompt: &str, n: usize) -> (Vec
         sail::format::gguf::GgufFile::open(gguf).unwrap().get(sail::format::keys::GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0);
     let sp = SessionParams { n_ctx: 0, n_batch: 512, n_threads: model.n_threads, kv_f32: f32_file, system: None, parse_special: false };
     let mut s = Session::new(model.clone(), sp);
-    s.add_image(model.prepare_image_file(image, None, sail::vision::preprocess::ImageLimits::default()).unwrap()).unwrap();
+    s.add_image(model.prepare_image_file(image, None, sail::vision::decode::ImageLimits::default()).unwrap()).unwrap();
     let gp = GenerateParams { n_predict: n, ignore_eos: true, ..Default::default() };
     let g = s.generate(prompt, &gp, |_, _| true).unwrap();
     (g.tokens, g.text)
