@@ -48,7 +48,7 @@ pub(crate) struct ModelArgs {
     pub(crate) rpc: Vec<Endpoint>,
     /// Share of the offloaded layers per offload device, in order: the --rpc devices, then the
     /// GPU --backend (e.g. 1,3) [default: by free memory].
-    #[arg(long = "tensor-split", value_delimiter = ',')]
+    #[arg(long = "tensor-split", value_delimiter = ',', allow_negative_numbers = true)]
     pub(crate) tensor_split: Vec<f32>,
     /// Device for the vision encoder, named as `sail info --devices` lists it (CPU, Vulkan0,
     /// RPC0, …) [default: the GPU --backend, else CPU].

@@ -253,22 +253,33 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 pub const KEEPALIVE_PROBES: u32 = 3;
 
 /// Turns on TCP keepalive for this process's open connections to the registered servers
-/// (Linux: found through /proc/self/fd); returns how many it changed. ggml's sockets have no
-/// timeouts: if a server's host vanishes (power, cable, Wi-Fi) while sail waits for an answer,
-/// its `recv` would block forever. With keepalive the kernel notices within about
-/// 5 + 3 × 2 = 11 s, `recv` fails, and ggml's client aborts like for a killed server. The
+/// (Linux and Android: found through /proc/self/fd); returns how many it changed. ggml's
+/// sockets have no timeouts: if a server's host vanishes (power, cable, Wi-Fi) while sail waits
+/// for an answer, its `recv` would block forever. With keepalive the kernel notices within
+/// about 5 + 3 × 2 = 11 s, `recv` fails, and ggml's client aborts as for a killed server. The
 /// probes are answered by the server's kernel, so a server that is merely slow is not affected.
 /// Call it after ggml made its long-lived connections (model weights and contexts hold them).
 pub fn keep_connections_alive() -> usize {
-    let addrs: Vec<SocketAddr> = SERVERS.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.addr).collect();
-    if addrs.is_empty() {
-        return 0;
-    }
-    keepalive::set(&addrs)
+    sockets::to_servers(&server_addrs()).into_iter().filter(|&fd| sockets::keepalive(fd)).count()
 }
 
-#[cfg(target_os = "linux")]
-mod keepalive {
+/// Bytes this process has sent to (acknowledged by) and received from the registered servers
+/// over its currently open connections, from the kernel's TCP statistics; None where those
+/// are not available (not Linux/Android, or no server registered).
+pub fn traffic() -> Option<(u64, u64)> {
+    let addrs = server_addrs();
+    if addrs.is_empty() {
+        return None;
+    }
+    sockets::to_servers(&addrs).into_iter().map(sockets::bytes).try_fold((0u64, 0u64), |acc, b| b.map(|(s, r)| (acc.0 + s, acc.1 + r)))
+}
+
+fn server_addrs() -> Vec<SocketAddr> {
+    SERVERS.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.addr).collect()
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sockets {
     use super::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::os::raw::c_int;
@@ -286,36 +297,58 @@ mod keepalive {
         Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))), u16::from_be(sa.sin_port)))
     }
 
+    /// This process's sockets connected to one of `addrs`.
+    pub(super) fn to_servers(addrs: &[SocketAddr]) -> Vec<c_int> {
+        if addrs.is_empty() {
+            return Vec::new();
+        }
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+        dir.flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<c_int>().ok()))
+            .filter(|&fd| peer(fd).is_some_and(|p| addrs.contains(&p)))
+            .collect()
+    }
+
     fn setopt(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
-        // SAFETY: passes a pointer to a live c_int and its size; fd is a socket (checked by peer()).
+        // SAFETY: passes a pointer to a live c_int and its size; fd is a socket (to_servers).
         unsafe { libc::setsockopt(fd, level, name, (&value as *const c_int).cast(), std::mem::size_of::<c_int>() as libc::socklen_t) == 0 }
     }
 
-    pub(super) fn set(addrs: &[SocketAddr]) -> usize {
-        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
-        let mut n = 0;
-        for e in dir.flatten() {
-            let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<c_int>().ok()) else { continue };
-            if !std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")) {
-                continue;
-            }
-            if !peer(fd).is_some_and(|p| addrs.contains(&p)) {
-                continue;
-            }
-            let ok = setopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
-                && setopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE.as_secs() as c_int)
-                && setopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, KEEPALIVE_INTERVAL.as_secs() as c_int)
-                && setopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES as c_int);
-            n += ok as usize;
-        }
-        n
+    pub(super) fn keepalive(fd: c_int) -> bool {
+        setopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
+            && setopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE.as_secs() as c_int)
+            && setopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, KEEPALIVE_INTERVAL.as_secs() as c_int)
+            && setopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES as c_int)
+    }
+
+    /// (bytes acknowledged by the peer, bytes received) of a TCP socket.
+    #[cfg(target_os = "linux")]
+    pub(super) fn bytes(fd: c_int) -> Option<(u64, u64)> {
+        // SAFETY: a zeroed tcp_info is a valid value to be overwritten.
+        let mut ti: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: ti and len are live locals of the sizes passed; the kernel fills at most len bytes.
+        let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&mut ti as *mut libc::tcp_info).cast(), &mut len) };
+        (r == 0).then_some((ti.tcpi_bytes_acked, ti.tcpi_bytes_received))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn bytes(_: c_int) -> Option<(u64, u64)> {
+        None
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-mod keepalive {
-    pub(super) fn set(_: &[std::net::SocketAddr]) -> usize {
-        0
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod sockets {
+    pub(super) fn to_servers(_: &[std::net::SocketAddr]) -> Vec<i32> {
+        Vec::new()
+    }
+    pub(super) fn keepalive(_: i32) -> bool {
+        false
+    }
+    pub(super) fn bytes(_: i32) -> Option<(u64, u64)> {
+        None
     }
 }
 
@@ -528,7 +561,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn keepalive_is_set_on_connections_to_registered_servers_only() {
+    fn keepalive_and_traffic_on_connections_to_registered_servers_only() {
         use std::os::fd::AsRawFd;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -551,7 +584,19 @@ mod tests {
         assert_eq!(get(&ours, libc::IPPROTO_TCP, libc::TCP_KEEPCNT), KEEPALIVE_PROBES as libc::c_int);
         assert_eq!(get(&theirs, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0, "the server side's peer is not a registered server");
         assert_eq!(get(&unrelated, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
+        // traffic counts what went over the registered connection only
+        let (s0, r0) = traffic().unwrap();
+        (&ours).write_all(&[7u8; 1000]).unwrap();
+        let mut buf = [0u8; 1000];
+        (&theirs).read_exact(&mut buf).unwrap();
+        (&theirs).write_all(&[1u8; 300]).unwrap();
+        (&ours).read_exact(&mut buf[..300]).unwrap();
+        (&unrelated).write_all(&[0u8; 5000]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let (s1, r1) = traffic().unwrap();
+        assert_eq!((s1 - s0, r1 - r0), (1000, 300));
         SERVERS.lock().unwrap().clear();
+        assert!(traffic().is_none());
     }
 
     #[test]
