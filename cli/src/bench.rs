@@ -40,6 +40,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let t = Instant::now();
     let model = a.model.load()?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let load_bytes = sail::ggml::rpc::traffic();
     let mut report = json!({
         "model": a.model.model.display().to_string(),
         "description": model.llm.desc(),
@@ -100,13 +101,22 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "gen_tokens": g.tokens.len(), "decode_ms": g.timings.decode_ms, "decode_tok_s": g.timings.decode_tok_s(),
         "note": "chat template around the prompt, so more prompt tokens than --prompt-tokens",
     });
-    let llama_decode = (base1.1 + base2.1) / 2.0;
+    let llama_decode = (base1.decode_tok_s + base2.decode_tok_s) / 2.0;
     report["llama_cpp"] = json!({
         "prompt_tokens": ids.len(),
-        "prefill_tok_s": (base1.0 + base2.0) / 2.0, "decode_tok_s": llama_decode,
-        "decode_tok_s_before_after": [base1.1, base2.1],
+        "prefill_tok_s": (base1.prefill_tok_s + base2.prefill_tok_s) / 2.0, "decode_tok_s": llama_decode,
+        "decode_tok_s_before_after": [base1.decode_tok_s, base2.decode_tok_s],
         "note": "raw llama_decode loop with argmax (no sampler chain, no session), same model, threads and KV type; run before and after sail's",
     });
+    if let Some(t) = base2.rpc {
+        report["rpc"] = json!({
+            "servers": a.model.rpc.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "load_bytes_sent": load_bytes.map(|b| b.0),
+            "prefill_bytes_sent": t.prefill_sent, "prefill_bytes_received": t.prefill_received,
+            "decode_bytes_sent_per_token": t.decode_sent_per_token, "decode_bytes_received_per_token": t.decode_received_per_token,
+            "note": "TCP bytes over this process's open connections to the RPC servers (kernel counters): after loading, and during the second llama.cpp-alone run",
+        });
+    }
     report["decode_ratio_sail_to_llama_cpp"] = json!(g.timings.decode_tok_s() / llama_decode);
     report["peak_rss_bytes"] = json!(peak_rss());
 
@@ -137,6 +147,12 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
             llama_decode,
             report["decode_ratio_sail_to_llama_cpp"].as_f64().unwrap_or(0.0)
         );
+        if let Some(t) = base2.rpc {
+            println!(
+                "rpc:     {:.0} B sent + {:.0} B received per decoded token; prefill {} B sent + {} B received",
+                t.decode_sent_per_token, t.decode_received_per_token, t.prefill_sent, t.prefill_received
+            );
+        }
         println!("peak RSS: {:.0} MiB", peak_rss() as f64 / 1048576.0);
     }
     Ok(())

@@ -15,6 +15,9 @@ pub(crate) struct InfoArgs {
     /// List the compute devices (CPU, Vulkan, CUDA) this build of ggml sees.
     #[arg(long)]
     devices: bool,
+    /// With --devices: also the devices of these RPC servers, HOST:PORT[,...].
+    #[arg(long, requires = "devices", value_delimiter = ',', value_parser = crate::args::parse_endpoint)]
+    rpc: Vec<sail::ggml::rpc::Endpoint>,
 }
 
 fn mib(b: u64) -> String {
@@ -24,6 +27,7 @@ fn mib(b: u64) -> String {
 pub(crate) fn info(a: InfoArgs) -> Result<()> {
     if a.devices {
         sail::ggml::llama_init(false);
+        crate::args::connect_rpc(&a.rpc)?;
         println!("devices:");
         for d in sail::ggml::devices() {
             println!(
@@ -37,6 +41,10 @@ pub(crate) fn info(a: InfoArgs) -> Result<()> {
             );
         }
         println!("cpu features: {}", sail::ggml::system_info());
+        println!(
+            "rpc backend:  {}",
+            if sail::ggml::rpc::available() { "yes (sail rpc-server, --rpc)" } else { "no (built without GGML_RPC)" }
+        );
         if a.file.is_none() {
             return Ok(());
         }

@@ -28,6 +28,8 @@ pub enum DeviceKind {
     Gpu,
     IntegratedGpu,
     Accelerator,
+    /// A device of another machine, through ggml's RPC backend (see [`crate::rpc`]).
+    Remote,
     Other,
 }
 
@@ -50,7 +52,8 @@ fn cstr(p: *const std::os::raw::c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-/// Every device ggml registered (compiled-in backends).
+/// Every device ggml registered (compiled-in backends, and RPC servers added with
+/// [`crate::rpc::add_server`]).
 pub fn devices() -> Vec<DeviceInfo> {
     // SAFETY: registry queries; indices are within the count.
     let n = unsafe { sys::ggml_backend_dev_count() };
@@ -64,8 +67,11 @@ pub fn devices() -> Vec<DeviceInfo> {
             let (mut free, mut total) = (0usize, 0usize);
             // SAFETY: d is a registered device; out-pointers are valid locals.
             unsafe { sys::ggml_backend_dev_memory(d, &mut free, &mut total) };
+            // SAFETY: d is a registered device; its registry and name are owned by ggml.
+            let remote = cstr(unsafe { sys::ggml_backend_reg_name(sys::ggml_backend_dev_backend_reg(d)) }) == "RPC";
             // SAFETY: d is a registered device.
             let kind = match unsafe { sys::ggml_backend_dev_type(d) } {
+                _ if remote => DeviceKind::Remote,
                 sys::GGML_BACKEND_DEVICE_TYPE_CPU => DeviceKind::Cpu,
                 sys::GGML_BACKEND_DEVICE_TYPE_GPU => DeviceKind::Gpu,
                 sys::GGML_BACKEND_DEVICE_TYPE_IGPU => DeviceKind::IntegratedGpu,

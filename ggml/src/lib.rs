@@ -10,6 +10,7 @@ mod backend;
 mod graph;
 mod llama;
 mod quantize;
+pub mod rpc;
 mod weights;
 
 pub use backend::{devices, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor};

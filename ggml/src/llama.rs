@@ -26,6 +26,10 @@ pub enum LlamaError {
     Size { what: &'static str, got: usize, expected: usize },
     #[error("the context holds {n_ctx} positions; {needed} are needed")]
     ContextFull { n_ctx: u32, needed: usize },
+    #[error("no ggml device named {name:?} for the language model (this process sees: {available})")]
+    NoDevice { name: String, available: String },
+    #[error("tensor split {split:?}: {why}")]
+    TensorSplit { split: Vec<f32>, why: String },
 }
 
 fn fmt_log(log: &[String]) -> String {
@@ -69,8 +73,13 @@ fn take_log() -> Vec<String> {
 /// Initialises llama.cpp once per process and routes its log (to stderr only when verbose;
 /// warnings and errors are kept for error messages).
 pub fn init(verbose: bool) {
-    static ONCE: Once = Once::new();
     VERBOSE.store(verbose || std::env::var_os("SAIL_VERBOSE").is_some(), Ordering::Relaxed);
+    ensure_init();
+}
+
+/// The one-time part of [`init`], leaving the verbosity as the caller last set it.
+fn ensure_init() {
+    static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: registers a callback with static lifetime and initialises llama.cpp's global
         // state exactly once (Once).
@@ -90,12 +99,59 @@ pub struct ModelParams {
     pub use_mmap: bool,
     /// Let the CPU backend repack quantized weights for speed (costs anonymous memory).
     pub repack: bool,
+    /// The devices offloaded layers go to, by ggml name, in order: the first gets the
+    /// earliest offloaded layers, the last the output layer. None: llama.cpp's own choice (RPC
+    /// devices, then every GPU).
+    pub devices: Option<Vec<String>>,
+    /// Share of the offloaded layers per entry of `devices` (llama.cpp's `tensor_split`, any
+    /// scale); empty: in proportion to each device's free memory.
+    pub tensor_split: Vec<f32>,
 }
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { n_gpu_layers: 0, use_mmap: true, repack: true }
+        ModelParams { n_gpu_layers: 0, use_mmap: true, repack: true, devices: None, tensor_split: Vec::new() }
     }
+}
+
+/// ggml device handles for `names`, NULL-terminated as llama_model_params wants them.
+fn device_list(names: &[String]) -> Result<Vec<sys::ggml_backend_dev_t>, LlamaError> {
+    let mut out = Vec::with_capacity(names.len() + 1);
+    for n in names {
+        let d = CString::new(n.as_str())
+            .ok()
+            // SAFETY: registry lookup by a NUL-terminated name.
+            .map(|c| unsafe { sys::ggml_backend_dev_by_name(c.as_ptr()) })
+            .filter(|d| !d.is_null());
+        match d {
+            Some(d) => out.push(d),
+            None => {
+                let available = crate::devices().iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(", ");
+                return Err(LlamaError::NoDevice { name: n.clone(), available });
+            }
+        }
+    }
+    out.push(std::ptr::null_mut());
+    Ok(out)
+}
+
+/// `split` checked and padded to llama.cpp's fixed array of `llama_max_devices()` floats.
+fn split_array(split: &[f32], n_devices: Option<usize>) -> Result<Vec<f32>, LlamaError> {
+    let err = |why: String| LlamaError::TensorSplit { split: split.to_vec(), why };
+    // SAFETY: a constant query.
+    let max = unsafe { sys::llama_max_devices() };
+    if let Some(n) = n_devices.filter(|&n| n != split.len()) {
+        return Err(err(format!("one share per offload device is needed ({n})")));
+    }
+    if split.len() > max {
+        return Err(err(format!("llama.cpp takes at most {max} devices")));
+    }
+    if split.iter().any(|v| !v.is_finite() || *v < 0.0) || split.iter().sum::<f32>() <= 0.0 {
+        return Err(err("shares must be finite, ≥ 0 and not all 0".into()));
+    }
+    let mut out = split.to_vec();
+    out.resize(max, 0.0);
+    Ok(out)
 }
 
 /// A loaded language model. Immutable after loading, so shareable across threads.
@@ -113,7 +169,7 @@ unsafe impl Sync for LlamaModel {}
 
 impl LlamaModel {
     pub fn load(path: &Path, params: &ModelParams) -> Result<LlamaModel, LlamaError> {
-        init(false);
+        ensure_init();
         let err = |log| LlamaError::Load { path: path.display().to_string(), log };
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| err(vec!["path contains NUL".into()]))?;
         // SAFETY: default params are a plain struct; we only change scalar fields.
@@ -121,8 +177,22 @@ impl LlamaModel {
         p.n_gpu_layers = params.n_gpu_layers;
         p.load_mode = if params.use_mmap { sys::LLAMA_LOAD_MODE_MMAP } else { sys::LLAMA_LOAD_MODE_NONE };
         p.use_extra_bufts = params.repack;
+        // Both arrays outlive the load call, the only time llama.cpp reads them.
+        let mut devices = params.devices.as_deref().map(device_list).transpose()?;
+        if let Some(d) = &mut devices {
+            p.devices = d.as_mut_ptr();
+        }
+        let split = match params.tensor_split.is_empty() {
+            true => None,
+            false => Some(split_array(&params.tensor_split, devices.as_ref().map(|d| d.len() - 1))?),
+        };
+        if let Some(s) = &split {
+            p.tensor_split = s.as_ptr();
+        }
         take_log();
-        // SAFETY: valid C path; params by value; the returned model is owned and freed in Drop.
+        // SAFETY: valid C path; params by value, its device list NULL-terminated and its split
+        // array llama_max_devices() long, both alive until the call returns; the returned model
+        // is owned and freed in Drop.
         let m = unsafe { sys::llama_model_load_from_file(c.as_ptr(), p) };
         let ptr = NonNull::new(m).ok_or_else(|| err(take_log()))?;
         // SAFETY: the vocab belongs to the live model and lives as long as it.

@@ -62,19 +62,53 @@ pub fn vision_flops_per_tile(hp: &VisionHparams) -> f64 {
         + 2.0 * out_tok * (hp.proj_in() as f64 * hp.proj_dim as f64 + (hp.proj_dim as f64).powi(2))
 }
 
+/// What [`llama_alone`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Alone {
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    /// With RPC servers: bytes over their connections, see [`RpcTraffic`].
+    pub rpc: Option<RpcTraffic>,
+}
+
+/// Bytes this process moved over its RPC connections (sent = acknowledged by the servers),
+/// from the kernel's TCP counters: the whole prefill, and per decoded token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcTraffic {
+    pub prefill_sent: u64,
+    pub prefill_received: u64,
+    pub decode_sent_per_token: f64,
+    pub decode_received_per_token: f64,
+}
+
 /// llama.cpp alone: prefill `ids`, then `n` greedy single-token decodes with a raw argmax (no
-/// sampler chain, no session). Returns tok/s (prefill, decode).
-pub fn llama_alone(model: &Model, ids: &[i32], n: usize, threads: usize, kv_f32: bool) -> Result<(f64, f64), BenchError> {
+/// sampler chain, no session).
+pub fn llama_alone(model: &Model, ids: &[i32], n: usize, threads: usize, kv_f32: bool) -> Result<Alone, BenchError> {
     let n_ctx = (ids.len() + n + 16) as u32;
     let mut ctx = LlamaContext::new(model.llm.clone(), &ContextParams { n_ctx, n_batch: 512, n_threads: threads, kv_f32 })?;
+    let bytes0 = sail_ggml::rpc::traffic();
     let t = Instant::now();
     ctx.decode_tokens(ids, 0, true)?;
+    // reading the logits waits for backends that compute asynchronously (GPU, RPC)
+    let _ = ctx.logits();
     let prefill = t.elapsed().as_secs_f64();
+    let bytes1 = sail_ggml::rpc::traffic();
     let t = Instant::now();
     for pos in ids.len()..ids.len() + n {
         let l = ctx.logits();
         let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
         ctx.decode_tokens(&[tok], pos as i32, true)?;
     }
-    Ok((ids.len() as f64 / prefill, n as f64 / t.elapsed().as_secs_f64()))
+    let _ = ctx.logits();
+    let decode = t.elapsed().as_secs_f64();
+    let rpc = match (bytes0, bytes1, sail_ggml::rpc::traffic()) {
+        (Some(a), Some(b), Some(c)) => Some(RpcTraffic {
+            prefill_sent: b.0.saturating_sub(a.0),
+            prefill_received: b.1.saturating_sub(a.1),
+            decode_sent_per_token: c.0.saturating_sub(b.0) as f64 / n.max(1) as f64,
+            decode_received_per_token: c.1.saturating_sub(b.1) as f64 / n.max(1) as f64,
+        }),
+        _ => None,
+    };
+    Ok(Alone { prefill_tok_s: ids.len() as f64 / prefill, decode_tok_s: n as f64 / decode, rpc })
 }

@@ -16,6 +16,7 @@ use sail_format::gguf::{GgufError, GgufFile};
 use sail_format::keys::*;
 use sail_format::template as tpl;
 use sail_format::{HparamsError, LlmHparams};
+use sail_ggml::rpc::{Endpoint, RpcError};
 use sail_ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerError, SamplerParams};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub enum SailError {
     ControlToken { model: PathBuf, token: &'static str },
     #[error("video frames and images cannot be mixed in one question")]
     MixedMedia,
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
 }
 
 /// How to load a model pair.
@@ -57,8 +60,17 @@ pub struct ModelParams {
     pub n_threads: usize,
     /// ggml device for the vision encoder (None = CPU).
     pub vision_device: Option<String>,
-    /// Language-model layers on the GPU backend.
+    /// Language-model layers on the offload devices (0: none, −1: all).
     pub n_gpu_layers: i32,
+    /// RPC servers (`sail rpc-server`) whose devices join this process's, registered before
+    /// loading: they are then usable by name (`RPC0`, …) in `llm_devices` and `vision_device`.
+    pub rpc: Vec<Endpoint>,
+    /// Offload devices for the language model, in layer order (None: llama.cpp's choice: the
+    /// RPC devices, then every GPU).
+    pub llm_devices: Option<Vec<String>>,
+    /// Share of the offloaded layers per `llm_devices` entry (llama.cpp's tensor split); empty:
+    /// by free memory.
+    pub tensor_split: Vec<f32>,
     pub use_mmap: bool,
     pub repack: bool,
     /// Activation memory for one vision batch of tiles.
@@ -72,6 +84,9 @@ impl Default for ModelParams {
             n_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
             vision_device: None,
             n_gpu_layers: 0,
+            rpc: Vec::new(),
+            llm_devices: None,
+            tensor_split: Vec::new(),
             use_mmap: true,
             repack: true,
             vision_memory_budget: 1 << 30,
@@ -153,9 +168,18 @@ impl Model {
             (None, Some(p)) => (None, Some(format!("{} not found", p.display()))),
             (None, None) => (None, Some("the language file names no vision file".into())),
         };
+        for ep in &params.rpc {
+            sail_ggml::rpc::add_server(ep)?;
+        }
         let llm = Arc::new(LlamaModel::load(
             path,
-            &sail_ggml::ModelParams { n_gpu_layers: params.n_gpu_layers, use_mmap: params.use_mmap, repack: params.repack },
+            &sail_ggml::ModelParams {
+                n_gpu_layers: params.n_gpu_layers,
+                use_mmap: params.use_mmap,
+                repack: params.repack,
+                devices: params.llm_devices.clone(),
+                tensor_split: params.tensor_split.clone(),
+            },
         )?);
         let mut info = info;
         let control = |token: &'static str| match llm.tokenize(token, true)[..] {
@@ -181,6 +205,9 @@ impl Model {
                 return Err(SailError::TokensPerTile { file: p.clone(), vision: v.hp.tokens_per_tile(), llm: info.tokens_per_tile });
             }
         }
+        // ggml's connections to RPC servers are open now (weights hold them): bound the wait
+        // for a server whose host vanishes
+        sail_ggml::rpc::keep_connections_alive();
         Ok(Model {
             info,
             llm,
@@ -498,6 +525,7 @@ impl Session {
                 self.model.llm.clone(),
                 &ContextParams { n_ctx: n_ctx as u32, n_batch, n_threads: threads, kv_f32: self.params.kv_f32 },
             )?);
+            sail_ggml::rpc::keep_connections_alive();
         }
         Ok(())
     }

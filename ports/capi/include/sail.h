@@ -62,6 +62,20 @@
  *   sail_session_last_text() is valid until the next generate/reset/free of that session; the
  *   `piece` passed to a token callback is valid only during that callback.
  *
+ * RPC SERVERS
+ * -----------
+ * sail_model_params.rpc_servers pools the devices of `sail rpc-server` processes (ggml's RPC
+ * backend; no authentication, no encryption: keep them on loopback or behind an SSH tunnel /
+ * WireGuard). Each server is checked (connect and protocol hello, 5 s timeouts each) before ggml
+ * uses it: a bad "HOST:PORT" gives SAIL_ERR_INVALID_ARGUMENT, an unreachable server or another
+ * protocol version SAIL_ERR_RPC, naming the server. Registration is process-wide and happens
+ * once per server. Put layers there with n_gpu_layers (-1: all).
+ * LIMIT: ggml's RPC client cannot report a connection that breaks later (server killed, host
+ * gone: detected within ~11 s through TCP keepalive on Linux): it aborts the process (SIGABRT),
+ * and no sail_* call can return an error for it. A host process that must survive that should
+ * keep sail in a child process. Writes to a closed connection raise SIGPIPE unless the host
+ * ignores it (Rust programs do; C programs: signal(SIGPIPE, SIG_IGN)).
+ *
  * ERRORS
  * ------
  * Functions return a sail_status (SAIL_OK = 0) or, for constructors, NULL plus the status in
@@ -94,7 +108,8 @@ enum sail_status_code {
     SAIL_ERR_CONTEXT_FULL = 6,     /* prompt + images + n_predict do not fit the context */
     SAIL_ERR_GENERATION_FAILED = 7,/* llama.cpp/ggml failed while encoding, decoding or allocating */
     SAIL_ERR_BUSY = 8,             /* the session is in use by another call right now */
-    SAIL_ERR_INTERNAL = 9          /* a bug: an internal panic was caught */
+    SAIL_ERR_INTERNAL = 9,         /* a bug: an internal panic was caught */
+    SAIL_ERR_RPC = 10              /* an RPC server did not answer, or speaks another protocol version */
 };
 
 /* KV cache element type (sail_session_params.kv_type). */
@@ -123,6 +138,12 @@ struct sail_model_params {
     int32_t n_gpu_layers;      /* language-model layers on the GPU backend; 0: none, -1: all */
     bool use_mmap;             /* map the model file instead of reading it (default true) */
     bool verbose;              /* llama.cpp/ggml log to stderr (default false; process-wide) */
+    const char *rpc_servers;   /* "HOST:PORT[,HOST:PORT...]": pool the devices of these `sail rpc-server`s
+                                  (named RPC0, RPC1, ... in order; usable as vision_device); NULL: none.
+                                  See RPC SERVERS below */
+    const float *tensor_split; /* share of the offloaded layers per offload device (llama.cpp's
+                                  order: RPC devices first, then GPUs); NULL: by free memory */
+    int32_t n_tensor_split;    /* entries in tensor_split (0 with NULL) */
 };
 
 struct sail_session_params {
@@ -185,7 +206,7 @@ struct sail_generate_params sail_generate_default_params(void);
 
 /*
  * Loads NAME.gguf and its vision file. Returns NULL on failure with the status in *err (err may
- * be NULL): SAIL_ERR_FILE_NOT_FOUND, SAIL_ERR_BAD_MODEL, SAIL_ERR_INVALID_ARGUMENT.
+ * be NULL): SAIL_ERR_FILE_NOT_FOUND, SAIL_ERR_BAD_MODEL, SAIL_ERR_INVALID_ARGUMENT, SAIL_ERR_RPC.
  * A model without a vision file loads (text-only); images are then refused (SAIL_ERR_NO_VISION).
  */
 sail_model *sail_model_load(const char *path, struct sail_model_params params, sail_status *err);

@@ -20,6 +20,7 @@
 #![allow(non_camel_case_types)]
 
 use sail::format::gguf::GgufError;
+use sail::ggml::rpc::RpcError;
 use sail::ggml::{LlamaError, SamplerParams};
 use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
 use sail::vision::decode::{self, ImageLimits, PreprocessError, DEFAULT_MAX_PIXELS};
@@ -42,6 +43,7 @@ pub const SAIL_ERR_CONTEXT_FULL: sail_status = 6;
 pub const SAIL_ERR_GENERATION_FAILED: sail_status = 7;
 pub const SAIL_ERR_BUSY: sail_status = 8;
 pub const SAIL_ERR_INTERNAL: sail_status = 9;
+pub const SAIL_ERR_RPC: sail_status = 10;
 
 pub const SAIL_KV_AUTO: i32 = 0;
 pub const SAIL_KV_F16: i32 = 1;
@@ -62,6 +64,9 @@ pub struct sail_model_params {
     pub n_gpu_layers: i32,
     pub use_mmap: bool,
     pub verbose: bool,
+    pub rpc_servers: *const c_char,
+    pub tensor_split: *const f32,
+    pub n_tensor_split: i32,
 }
 
 /// `struct sail_session_params`.
@@ -189,6 +194,7 @@ fn status_of(e: &SailError, phase: Phase) -> sail_status {
         SailError::Vision(_) => SAIL_ERR_GENERATION_FAILED,
         SailError::Llama(LlamaError::Load { .. }) => SAIL_ERR_BAD_MODEL,
         SailError::Llama(LlamaError::ContextFull { .. }) | SailError::PromptTooLong { .. } => SAIL_ERR_CONTEXT_FULL,
+        SailError::Llama(LlamaError::NoDevice { .. } | LlamaError::TensorSplit { .. }) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Llama(_) => SAIL_ERR_GENERATION_FAILED,
         SailError::Image(PreprocessError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
         SailError::Image(PreprocessError::InvalidConfig(_)) => SAIL_ERR_INVALID_ARGUMENT,
@@ -197,6 +203,8 @@ fn status_of(e: &SailError, phase: Phase) -> sail_status {
         SailError::Sampler(_) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Prompt(_) | SailError::MixedMedia => SAIL_ERR_INVALID_ARGUMENT,
         SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
+        SailError::Rpc(RpcError::BadEndpoint { .. }) => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::Rpc(_) => SAIL_ERR_RPC,
     }
 }
 
@@ -358,6 +366,7 @@ pub extern "C" fn sail_status_string(status: sail_status) -> *const c_char {
         SAIL_ERR_GENERATION_FAILED => c"generation failed",
         SAIL_ERR_BUSY => c"session busy",
         SAIL_ERR_INTERNAL => c"internal error",
+        SAIL_ERR_RPC => c"RPC server unreachable or incompatible",
         _ => c"unknown status",
     };
     s.as_ptr()
@@ -378,6 +387,9 @@ fn default_model_params() -> sail_model_params {
         n_gpu_layers: 0,
         use_mmap: true,
         verbose: false,
+        rpc_servers: std::ptr::null(),
+        tensor_split: std::ptr::null(),
+        n_tensor_split: 0,
     }
 }
 
@@ -432,7 +444,14 @@ pub extern "C" fn sail_generate_default_params() -> sail_generate_params {
 // ---------------------------------------------------------------------------------------------
 // Model
 
-fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, device: Option<String>) -> Result<Box<sail_model>, Failure> {
+fn load_model(
+    path: PathBuf,
+    p: &sail_model_params,
+    mmproj: Option<PathBuf>,
+    device: Option<String>,
+    rpc: Option<String>,
+    tensor_split: Vec<f32>,
+) -> Result<Box<sail_model>, Failure> {
     sail::ggml::llama_init(p.verbose);
     if !path.exists() {
         return Err(Failure::new(SAIL_ERR_FILE_NOT_FOUND, format!("{}: no such model file", path.display())));
@@ -442,6 +461,13 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
             return Err(Failure::new(SAIL_ERR_FILE_NOT_FOUND, format!("{}: no such vision file (mmproj_path)", m.display())));
         }
     }
+    let rpc = match &rpc {
+        Some(list) => sail::ggml::rpc::parse_endpoints(list).map_err(|e| Failure::invalid(format!("rpc_servers: {e}")))?,
+        None => Vec::new(),
+    };
+    for ep in &rpc {
+        sail::ggml::rpc::add_server(ep).map_err(|e| failed(Phase::Load)(e.into()))?;
+    }
     let device = device.filter(|d| !d.eq_ignore_ascii_case("cpu"));
     if let Some(d) = &device {
         let devs = sail::ggml::devices();
@@ -450,7 +476,15 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
             return Err(Failure::invalid(format!("vision_device {d:?}: no such ggml device (this build sees: {})", names.join(", "))));
         }
     }
-    let mut mp = ModelParams { mmproj, vision_device: device, n_gpu_layers: p.n_gpu_layers, use_mmap: p.use_mmap, ..Default::default() };
+    let mut mp = ModelParams {
+        mmproj,
+        vision_device: device,
+        n_gpu_layers: p.n_gpu_layers,
+        use_mmap: p.use_mmap,
+        rpc,
+        tensor_split,
+        ..Default::default()
+    };
     let n = threads(p.n_threads, "n_threads")?;
     if n > 0 {
         mp.n_threads = n;
@@ -462,7 +496,8 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
 /// `sail_model *sail_model_load(const char *path, struct sail_model_params, sail_status *err)`.
 ///
 /// # Safety
-/// `path` and the params' strings are NULL or NUL-terminated; `err` is NULL or writable.
+/// `path` and the params' strings are NULL or NUL-terminated; `tensor_split` is NULL or holds
+/// `n_tensor_split` floats; `err` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn sail_model_load(path: *const c_char, params: sail_model_params, err: *mut sail_status) -> *mut sail_model {
     let made = guard_new(|| {
@@ -478,7 +513,19 @@ pub unsafe extern "C" fn sail_model_load(path: *const c_char, params: sail_model
             // SAFETY: as above.
             false => Some(unsafe { utf8(params.vision_device, "vision_device") }?.to_string()),
         };
-        load_model(file, &params, mmproj, device)
+        let rpc = match params.rpc_servers.is_null() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { utf8(params.rpc_servers, "rpc_servers") }?.to_string()),
+        };
+        let split = match (params.tensor_split.is_null(), params.n_tensor_split) {
+            (_, 0) => Vec::new(),
+            (true, n) => return Err(Failure::invalid(format!("tensor_split is NULL but n_tensor_split is {n}"))),
+            (false, n) if !(1..=64).contains(&n) => return Err(Failure::invalid(format!("n_tensor_split {n} is not in 0..=64"))),
+            // SAFETY: non-NULL and, by the caller's contract, n_tensor_split readable floats.
+            (false, n) => unsafe { std::slice::from_raw_parts(params.tensor_split, n as usize) }.to_vec(),
+        };
+        load_model(file, &params, mmproj, device, rpc, split)
     });
     // SAFETY: `err` is NULL or writable (caller's contract).
     unsafe { report(err, made) }
