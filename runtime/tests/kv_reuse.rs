@@ -46,8 +46,8 @@ fn image(m: &Model, c: &Case) -> PreparedImage {
 /// Logits after reuse against a fresh session's. Positions a fresh session computes in one
 /// prompt batch may have been computed otherwise in the cache: the previous reply one token at
 /// a time (llama.cpp's matrix-vector kernels rather than its matrix-matrix ones), the last
-/// prompt position as a batch of one. Those round differently, so the bound is the project's
-/// parity noise floor (NMSE 1e-7, tests/golden/README.md); measured here: 0 where the reused
+/// prompt position as a batch of one. Those round differently, so the bound is NMSE 1e-7 (ten
+/// times tighter than the f32 parity bound against the reference, cli/tests/cli_run.rs); measured: 0 where the reused
 /// prefix was a prompt batch, 4.7e-9 where it held a decoded reply, 2.2e-8 where only the last
 /// position was computed. A wrong position, token or image gives NMSE of order 1.
 fn assert_same_logits(what: &str, got: &[f32], fresh: &[f32]) -> f64 {
