@@ -10,6 +10,7 @@ mod bench;
 mod chat;
 mod info;
 mod run;
+mod serve;
 
 use chat::ChatArgs;
 use run::RunArgs;
@@ -36,6 +37,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Describe a sail GGUF file (architecture, hyperparameters, tensor types, sizes).
     Info(info::InfoArgs),
+    /// Serve the model over HTTP with OpenAI's chat completions API (127.0.0.1:8080 by default).
+    Serve(serve::ServeArgs),
 }
 
 pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Chat(a) => chat::chat(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Info(a) => info::info(a),
+        Cmd::Serve(a) => serve::serve(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
