@@ -137,7 +137,10 @@ pub fn run(config: Config, load: Loader, stop: &'static AtomicBool) -> Result<()
             config.host
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // few threads: the blocking ones (generations, image decoding) do the heavy allocations, and
+    // every extra thread can bring glibc another malloc arena, i.e. resident memory that grows
+    let blocking = config.parallel.max(1) + 2;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(blocking).enable_all().build()?;
     rt.block_on(serve(config, load, stop))
 }
 
