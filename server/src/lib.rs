@@ -151,7 +151,7 @@ async fn serve(config: Config, load: Loader, stop: &'static AtomicBool) -> Resul
         .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
     eprintln!("sail serve: listening on http://{} (loading the model)", listener.local_addr()?);
     let app =
-        Arc::new(App { config, metrics: Metrics::default(), engine: OnceLock::new(), started: unix_now(), ids: AtomicU64::new(0), stop });
+        Arc::new(App { config, metrics: Metrics::default(), engine: OnceLock::new(), started: unix_now(), ids: AtomicU64::new(0) });
     let failed = Arc::new(tokio::sync::Notify::new());
     let load_error: Arc<Mutex<Option<BoxError>>> = Arc::default();
     {
@@ -203,7 +203,6 @@ struct App {
     engine: OnceLock<Engine>,
     started: u64,
     ids: AtomicU64,
-    stop: &'static AtomicBool,
 }
 
 impl App {
@@ -526,9 +525,9 @@ impl Job {
             if let Err(e) = result {
                 break Err(e);
             }
-            let (filter, tx, stop) = (&mut self.filter, &self.tx, self.app.stop);
+            let (filter, tx) = (&mut self.filter, &self.tx);
             let r = s.generate_conversation(self.system.as_deref(), &self.messages, &gen, |_, piece| {
-                if tx.is_closed() || stop.load(Relaxed) {
+                if tx.is_closed() {
                     cancelled = true;
                     return false;
                 }
