@@ -150,8 +150,7 @@ async fn serve(config: Config, load: Loader, stop: &'static AtomicBool) -> Resul
         .await
         .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
     eprintln!("sail serve: listening on http://{} (loading the model)", listener.local_addr()?);
-    let app =
-        Arc::new(App { config, metrics: Metrics::default(), engine: OnceLock::new(), started: unix_now(), ids: AtomicU64::new(0) });
+    let app = Arc::new(App { config, metrics: Metrics::default(), engine: OnceLock::new(), started: unix_now(), ids: AtomicU64::new(0) });
     let failed = Arc::new(tokio::sync::Notify::new());
     let load_error: Arc<Mutex<Option<BoxError>>> = Arc::default();
     {
