@@ -111,7 +111,8 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
     };
     let (ctx, parallel, system) = (a.ctx, a.parallel, a.system.clone());
     let load = Box::new(move || -> Result<Loaded, sail_server::BoxError> {
-        let model = a.model.load()?;
+        // the whole anyhow chain ("loading X: what went wrong"), as the other subcommands print it
+        let model = a.model.load().map_err(|e| format!("{e:#}"))?;
         let mut session = a.model.session_params(&model, Some(ctx.min(model.info.hp.n_ctx_train)), system);
         // the sessions share the cores; oversubscribed OpenMP teams spin against each other
         session.n_threads = (a.model.threads() / parallel).max(1);

@@ -199,7 +199,13 @@ fn network_host_without_key_warns_loudly() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&o.stderr).contains("WARNING"));
-    // and bad flags are refused before anything starts
+    // a missing model is refused before anything starts; a broken one ends the server with
+    // the loader's error (after it listened: /health said "loading" meanwhile)
     let o = Command::new(SAIL).args(["serve", "-m", "/nonexistent.gguf"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no such model file"));
+    let broken = tmp("broken").join("broken.gguf");
+    std::fs::write(&broken, b"GGUF but not really").unwrap();
+    let o = Command::new(SAIL).args(["serve", "-m", broken.to_str().unwrap(), "--port", "0"]).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("listening on") && e.contains("broken.gguf: ") && !e.contains("panicked"), "{e}");
 }
