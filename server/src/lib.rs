@@ -596,3 +596,88 @@ impl Job {
 fn timed_out_error(timeout: Duration) -> ApiError {
     timed_out(timeout, "while generating")
 }
+
+#[cfg(test)]
+mod tests {
+    //! The HTTP surface without a model: what a client sees before loading finishes, keys, paths
+    //! and body limits.
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    fn app(key: Option<&str>) -> Router {
+        let config = Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            parallel: 1,
+            queue: 0,
+            api_key: key.map(String::from),
+            allow_local_files: None,
+            model_id: "m".into(),
+            think: false,
+            system: None,
+            limits: Limits { max_body_bytes: 1000, ..Limits::default() },
+        };
+        router(Arc::new(App { config, metrics: Metrics::default(), engine: OnceLock::new(), started: 0, ids: AtomicU64::new(0) }))
+    }
+
+    async fn call(app: Router, method: &str, path: &str, key: Option<&str>, body: &str) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        let resp = app.oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn error_code(body: &str) -> Value {
+        serde_json::from_str::<Value>(body).unwrap()["error"]["code"].clone()
+    }
+
+    const CHAT: &str = r#"{"messages": [{"role": "user", "content": "hi"}]}"#;
+
+    #[tokio::test]
+    async fn while_loading_health_and_chat_say_so() {
+        assert_eq!(call(app(None), "GET", "/health", None, "").await, (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"loading"}"#.into()));
+        let (status, body) = call(app(None), "POST", CHAT_PATH, None, CHAT).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, json!("loading")));
+        let (status, body) = call(app(None), "GET", "/metrics", None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\nsail_model_ready 0\n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn key_on_everything_but_health() {
+        let (status, body) = call(app(Some("k")), "POST", CHAT_PATH, None, CHAT).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, json!("invalid_api_key")));
+        assert_eq!(call(app(Some("k")), "POST", CHAT_PATH, Some("x"), CHAT).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(call(app(Some("k")), "GET", "/v1/models", Some("kk"), "").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(call(app(Some("k")), "GET", "/metrics", None, "").await.0, StatusCode::UNAUTHORIZED);
+        let (status, body) = call(app(Some("k")), "GET", "/v1/models", Some("k"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"], "m");
+        assert_eq!(call(app(Some("k")), "GET", "/health", None, "").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(same_key(b"abc", b"abc") && !same_key(b"abc", b"abd") && !same_key(b"abc", b"ab"));
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_big_bodies() {
+        let (status, body) = call(app(None), "GET", "/v2/nothing", None, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "not_found_error");
+        let (status, body) = call(app(None), "POST", CHAT_PATH, None, &"x".repeat(2000)).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, json!("request_too_large")));
+    }
+
+    #[test]
+    fn local_hosts() {
+        for h in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"] {
+            assert!(is_local_host(h), "{h}");
+        }
+        for h in ["0.0.0.0", "::", "192.168.1.10", "example.com"] {
+            assert!(!is_local_host(h), "{h}");
+        }
+    }
+}
