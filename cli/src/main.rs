@@ -11,6 +11,7 @@ mod chat;
 mod info;
 mod rpc;
 mod run;
+mod serve;
 
 use chat::ChatArgs;
 use run::RunArgs;
@@ -37,6 +38,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Describe a sail GGUF file (architecture, hyperparameters, tensor types, sizes).
     Info(info::InfoArgs),
+    /// Serve the model over HTTP with OpenAI's chat completions API (127.0.0.1:8080 by default).
+    Serve(serve::ServeArgs),
     /// Serve this machine's devices to `sail --rpc` clients (ggml's RPC protocol: no
     /// authentication, no encryption; loopback unless --host says otherwise).
     RpcServer(rpc::RpcServerArgs),
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Chat(a) => chat::chat(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Info(a) => info::info(a),
+        Cmd::Serve(a) => serve::serve(a),
         Cmd::RpcServer(a) => rpc::rpc_server(a),
     };
     match r {

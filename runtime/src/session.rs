@@ -6,6 +6,11 @@
 //! text runs as token batches, each image span as an embedding batch at its `<IMG_CONTEXT>`
 //! positions. Everything that can be checked (files, hidden sizes, context room, sampler
 //! values) is checked before any compute.
+//!
+//! A session remembers what its KV cache holds (token ids, and an identity per image span), so
+//! a new conversation that starts like the cached one — the same system prompt, the same
+//! earlier turns, the same images — only computes what differs: the server sends each request's
+//! whole history, and this is what keeps that cheap.
 
 use crate::text::{Media, Message, Part, Prompt, PromptBuilder, PromptError};
 use crate::vision::decode::{load_image, DecodedImage, ImageLimits, PreprocessError};
@@ -18,6 +23,7 @@ use sail_format::template as tpl;
 use sail_format::{HparamsError, LlmHparams};
 use sail_ggml::rpc::{Endpoint, RpcError};
 use sail_ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerError, SamplerParams};
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -246,6 +252,20 @@ impl Model {
         self.prepare_image(&img, max_tiles, limits)
     }
 
+    /// Decodes and tiles an image file held in memory (e.g. from a request) under the same
+    /// `limits` as a file; errors name it `name`.
+    pub fn prepare_image_bytes(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        max_tiles: Option<u32>,
+        limits: ImageLimits,
+    ) -> Result<PreparedImage, SailError> {
+        self.encoder()?;
+        let img = preprocess::load_image_from_memory_named(bytes, name, limits)?;
+        self.prepare_image(&img, max_tiles, limits)
+    }
+
     /// The prompt builder with this model's default system and thinking prompts.
     pub fn prompt_builder(&self) -> PromptBuilder {
         PromptBuilder::new(self.info.system_prompt.clone(), self.info.think_prompt.clone())
@@ -313,8 +333,11 @@ pub struct Timings {
     pub vision_ms: f64,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    /// Prompt positions computed this turn (the prompt less `reused_tokens`).
     pub prefill_tokens: usize,
     pub decode_tokens: usize,
+    /// Prompt positions the KV cache already held from an earlier turn or request.
+    pub reused_tokens: usize,
 }
 
 impl Timings {
@@ -337,7 +360,8 @@ pub struct Generation {
     pub tiles: usize,
     /// Logits at the last prompt position.
     pub prompt_logits: Vec<f32>,
-    /// Projector output rows of this turn's images, in prompt order.
+    /// Projector output rows of this turn's images, in prompt order (images whose span the
+    /// KV cache already held are not encoded again and have no rows here).
     pub embeddings: Vec<f32>,
     pub stop: StopReason,
     pub timings: Timings,
@@ -346,14 +370,21 @@ pub struct Generation {
 impl Generation {
     /// (reasoning, answer) of a `<think>…</think>` response.
     pub fn split_thinking(&self) -> (Option<String>, String) {
-        match self.text.find(tpl::THINK_END) {
-            Some(end) => {
-                let head = &self.text[..end];
-                let reasoning = head.find(tpl::THINK_START).map(|s| &head[s + tpl::THINK_START.len()..]).unwrap_or(head);
-                (Some(reasoning.trim().to_string()), self.text[end + tpl::THINK_END.len()..].trim().to_string())
-            }
-            None => (None, self.text.trim().to_string()),
+        split_thinking(&self.text)
+    }
+}
+
+/// (reasoning, answer) of a `<think>…</think>` response text: what precedes `</think>` (after
+/// `<think>`, if present) is the reasoning, the rest the answer; both trimmed. Without
+/// `</think>` all of it is the answer.
+pub fn split_thinking(text: &str) -> (Option<String>, String) {
+    match text.find(tpl::THINK_END) {
+        Some(end) => {
+            let head = &text[..end];
+            let reasoning = head.find(tpl::THINK_START).map(|s| &head[s + tpl::THINK_START.len()..]).unwrap_or(head);
+            (Some(reasoning.trim().to_string()), text[end + tpl::THINK_END.len()..].trim().to_string())
         }
+        None => (None, text.trim().to_string()),
     }
 }
 
@@ -362,6 +393,13 @@ impl Generation {
 enum Segment {
     Tokens(Vec<i32>),
     Image(usize),
+}
+
+/// What one KV cache position holds: a token, or a row of the image with this identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    Token(i32),
+    Image(u64),
 }
 
 /// Whether the queued pictures are images or video frames.
@@ -384,6 +422,10 @@ pub struct Session {
     queued: Option<Queued>,
     /// Set when the last reply did not end with `<|im_end|>` in the cache.
     open_reply: bool,
+    /// What positions `0..n_past` of the KV cache hold.
+    cells: Vec<Cell>,
+    /// Keys the image identities (random per session, so nobody can craft a colliding image).
+    image_ids: std::collections::hash_map::RandomState,
 }
 
 /// Turns UTF-8 bytes arriving token by token into complete characters.
@@ -418,7 +460,19 @@ impl Utf8Stream {
 impl Session {
     pub fn new(model: Arc<Model>, params: SessionParams) -> Session {
         let builder = model.prompt_builder();
-        Session { model, params, builder, ctx: None, n_past: 0, turns: 0, images: Vec::new(), queued: None, open_reply: false }
+        Session {
+            model,
+            params,
+            builder,
+            ctx: None,
+            n_past: 0,
+            turns: 0,
+            images: Vec::new(),
+            queued: None,
+            open_reply: false,
+            cells: Vec::new(),
+            image_ids: Default::default(),
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -540,12 +594,14 @@ impl Session {
     ) -> Result<Generation, SailError> {
         gp.sampler.validate()?;
         let prompt = self.plan(question, gp.think)?;
-        self.generate_prompt(&prompt, gp, on_token)
+        let base = if self.turns == 0 { 0 } else { self.n_past };
+        self.generate_prompt(&prompt, base, gp, on_token)
     }
 
-    /// Runs a whole conversation (rendered by [`PromptBuilder::conversation`]) from an empty
-    /// cache: the server's path, where each request carries its history. The queued images
-    /// are the conversation's, in prompt order.
+    /// Runs a whole conversation (rendered by [`PromptBuilder::conversation`]) as a new one:
+    /// the server's path, where each request carries its history. The queued images are the
+    /// conversation's, in prompt order. What the KV cache already holds of this prompt (the
+    /// longest common prefix with the last conversation, whole image spans only) is kept.
     pub fn generate_conversation(
         &mut self,
         system: Option<&str>,
@@ -555,59 +611,122 @@ impl Session {
     ) -> Result<Generation, SailError> {
         gp.sampler.validate()?;
         let prompt = self.builder.conversation(system, messages)?;
-        self.reset_cache();
-        self.generate_prompt(&prompt, gp, on_token)
+        self.turns = 0;
+        self.open_reply = false;
+        self.generate_prompt(&prompt, 0, gp, on_token)
     }
 
+    /// The identity of an image's rows: a keyed hash of its tiles, grid and pixels.
+    fn image_id(&self, img: &PreparedImage) -> u64 {
+        let mut h = self.image_ids.build_hasher();
+        h.write_usize(img.tiles);
+        h.write_u32(img.grid.0);
+        h.write_u32(img.grid.1);
+        for p in img.pixels.chunks(2) {
+            h.write_u64(p.iter().fold(0u64, |acc, x| acc << 32 | x.to_bits() as u64));
+        }
+        h.finish()
+    }
+
+    /// How many leading positions of `cells` the cache holds already: the common prefix, never
+    /// the whole prompt (the last position must be computed for its logits) and never part of
+    /// an image span.
+    fn reusable(&self, cells: &[Cell]) -> usize {
+        let mut n = self.cells.iter().zip(cells).take_while(|(a, b)| a == b).count().min(cells.len().saturating_sub(1));
+        if let Cell::Image(id) = cells[n.min(cells.len() - 1)] {
+            while n > 0 && cells[n - 1] == Cell::Image(id) {
+                n -= 1;
+            }
+        }
+        n
+    }
+
+    /// Decodes `prompt` at positions `base..` (0: a new conversation, which may reuse the
+    /// cache's common prefix; else a turn after the cached ones).
     fn generate_prompt(
         &mut self,
         prompt: &Prompt,
+        base: i32,
         gp: &GenerateParams,
         mut on_token: impl FnMut(i32, &str) -> bool,
     ) -> Result<Generation, SailError> {
         let (segs, ids) = self.tokenize(prompt)?;
         let tiles: usize = self.images.iter().map(|i| i.tiles).sum();
         let image_tokens = tiles * self.model.info.tokens_per_tile;
-        let needed = self.n_past as usize + ids.len() + gp.n_predict;
+        let needed = base as usize + ids.len() + gp.n_predict;
         self.ensure_context(needed, gp.n_predict, image_tokens, ids.len())?;
         let mut timings = Timings { load_ms: self.model.load_ms, ..Default::default() };
 
-        // 1. images → rows (before touching the cache, so a failure leaves the session usable)
+        // what each prompt position holds, and how much of it the cache has
+        let mut cells = Vec::with_capacity(ids.len());
+        for seg in &segs {
+            match seg {
+                Segment::Tokens(tok) => cells.extend(tok.iter().map(|&t| Cell::Token(t))),
+                Segment::Image(k) => {
+                    let img = &self.images[*k];
+                    let id = self.image_id(img);
+                    cells.extend(std::iter::repeat_n(Cell::Image(id), img.tiles * self.model.info.tokens_per_tile));
+                }
+            }
+        }
+        debug_assert_eq!(cells.len(), ids.len());
+        let skip = if base == 0 { self.reusable(&cells) } else { 0 };
+
+        // 1. images → rows (before touching the cache, so a failure leaves the session usable);
+        // images inside the reused prefix are not encoded again
         let t = Instant::now();
-        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(self.images.len());
-        for img in &self.images {
-            rows.push(self.model.encoder()?.encode(&img.pixels, img.tiles, self.model.vision_memory_budget)?);
+        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); self.images.len()];
+        let mut off = 0;
+        for seg in &segs {
+            match seg {
+                Segment::Tokens(tok) => off += tok.len(),
+                Segment::Image(k) => {
+                    let img = &self.images[*k];
+                    if off >= skip {
+                        rows[*k] = self.model.encoder()?.encode(&img.pixels, img.tiles, self.model.vision_memory_budget)?;
+                    }
+                    off += img.tiles * self.model.info.tokens_per_tile;
+                }
+            }
         }
         timings.vision_ms = t.elapsed().as_secs_f64() * 1e3;
         let embeddings: Vec<f32> = rows.concat();
 
-        // 2. prefill: token runs and image rows, positions continuous
+        // 2. prefill: token runs and image rows from the first position the cache lacks
         let t = Instant::now();
         let ctx = self.ctx.as_mut().expect("context created above");
-        let start = self.n_past;
+        let start = base + skip as i32;
+        ctx.truncate(start);
+        self.cells.truncate(start as usize);
+        self.n_past = start;
         let last = segs.len() - 1;
-        let n_embd = self.model.llm.n_embd_inp();
-        let mut pos = start;
+        let mut off = 0;
         let prefill = segs.iter().enumerate().try_for_each(|(i, seg)| {
-            match seg {
-                Segment::Tokens(tok) => ctx.decode_tokens(tok, pos, i == last)?,
-                Segment::Image(k) => ctx.decode_embeddings(&rows[*k], pos, i == last)?,
-            }
-            pos += match seg {
-                Segment::Tokens(tok) => tok.len() as i32,
-                Segment::Image(k) => (rows[*k].len() / n_embd) as i32,
+            let len = match seg {
+                Segment::Tokens(tok) => tok.len(),
+                Segment::Image(k) => self.images[*k].tiles * self.model.info.tokens_per_tile,
             };
+            if off + len > skip {
+                let pos = base + off.max(skip) as i32;
+                match seg {
+                    Segment::Tokens(tok) => ctx.decode_tokens(&tok[skip.saturating_sub(off)..], pos, i == last)?,
+                    Segment::Image(k) => ctx.decode_embeddings(&rows[*k], pos, i == last)?,
+                }
+            }
+            off += len;
             Ok::<_, LlamaError>(())
         });
         if let Err(e) = prefill {
-            // leave the conversation as it was before this turn
+            // leave the cache as it was before this turn (less what this prompt did not share)
             ctx.truncate(start);
             return Err(e.into());
         }
-        self.n_past = pos;
-        debug_assert_eq!((self.n_past - start) as usize, ids.len());
+        self.n_past = base + ids.len() as i32;
+        self.cells.extend_from_slice(&cells[skip..]);
+        debug_assert_eq!(self.cells.len(), self.n_past as usize);
         timings.prefill_ms = t.elapsed().as_secs_f64() * 1e3;
-        timings.prefill_tokens = ids.len();
+        timings.prefill_tokens = ids.len() - skip;
+        timings.reused_tokens = skip;
         let prompt_logits = ctx.logits().to_vec();
         self.images.clear();
         self.queued = None;
@@ -632,6 +751,7 @@ impl Session {
                 // keep <|im_end|> in the cache so the next turn follows a closed reply
                 ctx.decode_tokens(&[tok], self.n_past, false)?;
                 self.n_past += 1;
+                self.cells.push(Cell::Token(tok));
                 stop = StopReason::Eos;
                 break;
             }
@@ -648,6 +768,7 @@ impl Session {
             }
             ctx.decode_tokens(&[tok], self.n_past, true)?;
             self.n_past += 1;
+            self.cells.push(Cell::Token(tok));
         }
         let tail = utf8.flush();
         if !tail.is_empty() {
@@ -660,6 +781,7 @@ impl Session {
             if let Some(&tok) = tokens.last() {
                 ctx.decode_tokens(&[tok], self.n_past, false)?;
                 self.n_past += 1;
+                self.cells.push(Cell::Token(tok));
             }
         }
         timings.decode_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -679,6 +801,7 @@ impl Session {
             c.truncate(0);
         }
         self.n_past = 0;
+        self.cells.clear();
         self.turns = 0;
         self.open_reply = false;
     }
