@@ -13,7 +13,7 @@
 //! whole history, and this is what keeps that cheap.
 
 use crate::text::{Media, Message, Part, Prompt, PromptBuilder, PromptError};
-use crate::vision::decode::{load_image, DecodedImage, ImageLimits, PreprocessError};
+use crate::vision::decode::{load_image, load_image_from_memory_named, DecodedImage, ImageLimits, PreprocessError};
 use crate::vision::encoder::{EncoderParams, VisionEncoder, VisionError};
 use crate::vision::preprocess;
 use crate::vision::tiling::PreprocessConfig;
@@ -262,7 +262,7 @@ impl Model {
         limits: ImageLimits,
     ) -> Result<PreparedImage, SailError> {
         self.encoder()?;
-        let img = preprocess::load_image_from_memory_named(bytes, name, limits)?;
+        let img = load_image_from_memory_named(bytes, name, limits)?;
         self.prepare_image(&img, max_tiles, limits)
     }
 

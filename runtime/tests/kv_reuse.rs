@@ -5,7 +5,7 @@
 use sail::format::quant::{Preset, VisionType};
 use sail::session::{GenerateParams, Model, ModelParams, PreparedImage, Session, SessionParams};
 use sail::text::{Content, Message, Role};
-use sail::vision::preprocess::ImageLimits;
+use sail::vision::decode::ImageLimits;
 use sail_testkit::{checkpoint, converted, golden::Case, metrics};
 use std::sync::Arc;
 

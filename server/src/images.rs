@@ -6,7 +6,7 @@
 use crate::error::ApiError;
 use base64::Engine as _;
 use sail::session::{Model, PreparedImage};
-use sail::vision::preprocess::ImageLimits;
+use sail::vision::decode::ImageLimits;
 use std::path::{Path, PathBuf};
 
 /// An image as a request names it.

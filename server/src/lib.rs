@@ -34,7 +34,7 @@ use pool::{Failed, Pool};
 use request::ChatRequest;
 use sail::session::{split_thinking, GenerateParams, Model, PreparedImage, SailError, Session, SessionParams, StopReason};
 use sail::text::Message;
-use sail::vision::preprocess::ImageLimits;
+use sail::vision::decode::ImageLimits;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::path::PathBuf;
