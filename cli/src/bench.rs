@@ -53,7 +53,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         let hp = &enc.hp;
         let (pixels, tiles) = match &a.image {
             Some(p) => {
-                let img = model.prepare_image_file(p, a.model.max_tiles, a.model.limits())?;
+                let img = model.tile_image_file(p, a.model.max_tiles, a.model.limits())?;
                 (img.pixels, img.tiles)
             }
             None => {

@@ -19,6 +19,7 @@
 
 #![allow(non_camel_case_types)]
 
+use sail::cache::{self, CacheParams};
 use sail::format::gguf::GgufError;
 use sail::ggml::{LlamaError, SamplerParams};
 use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
@@ -63,6 +64,10 @@ pub struct sail_model_params {
     pub n_gpu_layers: i32,
     pub use_mmap: bool,
     pub verbose: bool,
+    pub cache_dir: *const c_char,
+    pub cache_disk_bytes: u64,
+    pub cache_memory_bytes: u64,
+    pub repack: bool,
 }
 
 /// `struct sail_session_params`.
@@ -108,6 +113,7 @@ pub struct sail_generation_info {
     pub vision_ms: f64,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    pub n_tiles_encoded: i32,
 }
 
 /// `sail_token_callback`: (token id, NUL-terminated UTF-8 piece, user data) → continue?
@@ -198,6 +204,7 @@ fn status_of(e: &SailError, phase: Phase) -> sail_status {
         SailError::Sampler(_) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Prompt(_) | SailError::MixedMedia => SAIL_ERR_INVALID_ARGUMENT,
         SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
+        SailError::Cache(_) => SAIL_ERR_INVALID_ARGUMENT,
     }
 }
 
@@ -379,6 +386,10 @@ fn default_model_params() -> sail_model_params {
         n_gpu_layers: 0,
         use_mmap: true,
         verbose: false,
+        cache_dir: std::ptr::null(),
+        cache_disk_bytes: cache::DEFAULT_DISK_BYTES,
+        cache_memory_bytes: cache::DEFAULT_MEMORY_BYTES as u64,
+        repack: true,
     }
 }
 
@@ -433,7 +444,13 @@ pub extern "C" fn sail_generate_default_params() -> sail_generate_params {
 // ---------------------------------------------------------------------------------------------
 // Model
 
-fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, device: Option<String>) -> Result<Box<sail_model>, Failure> {
+fn load_model(
+    path: PathBuf,
+    p: &sail_model_params,
+    mmproj: Option<PathBuf>,
+    device: Option<String>,
+    cache_dir: Option<PathBuf>,
+) -> Result<Box<sail_model>, Failure> {
     sail::ggml::llama_init(p.verbose);
     if !path.exists() {
         return Err(Failure::new(SAIL_ERR_FILE_NOT_FOUND, format!("{}: no such model file", path.display())));
@@ -451,7 +468,17 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
             return Err(Failure::invalid(format!("vision_device {d:?}: no such ggml device (this build sees: {})", names.join(", "))));
         }
     }
-    let mut mp = ModelParams { mmproj, vision_device: device, n_gpu_layers: p.n_gpu_layers, use_mmap: p.use_mmap, ..Default::default() };
+    let memory_bytes = usize::try_from(p.cache_memory_bytes).unwrap_or(usize::MAX);
+    let image_cache = CacheParams { memory_bytes, dir: cache_dir, disk_bytes: p.cache_disk_bytes };
+    let mut mp = ModelParams {
+        mmproj,
+        vision_device: device,
+        n_gpu_layers: p.n_gpu_layers,
+        use_mmap: p.use_mmap,
+        repack: p.repack,
+        image_cache,
+        ..Default::default()
+    };
     let n = threads(p.n_threads, "n_threads")?;
     if n > 0 {
         mp.n_threads = n;
@@ -479,7 +506,12 @@ pub unsafe extern "C" fn sail_model_load(path: *const c_char, params: sail_model
             // SAFETY: as above.
             false => Some(unsafe { utf8(params.vision_device, "vision_device") }?.to_string()),
         };
-        load_model(file, &params, mmproj, device)
+        let cache_dir = match params.cache_dir.is_null() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { self::path(params.cache_dir, "cache_dir") }?),
+        };
+        load_model(file, &params, mmproj, device, cache_dir)
     });
     // SAFETY: `err` is NULL or writable (caller's contract).
     unsafe { report(err, made) }
@@ -739,6 +771,7 @@ pub unsafe extern "C" fn sail_session_generate(
             vision_ms: g.timings.vision_ms,
             prefill_ms: g.timings.prefill_ms,
             decode_ms: g.timings.decode_ms,
+            n_tiles_encoded: clamp(g.tiles_encoded),
         };
         st.last_text = CString::new(g.text.replace('\0', "")).unwrap_or_default();
         st.last_tokens = g.tokens;
