@@ -233,10 +233,9 @@ impl Model {
         Ok(cfg)
     }
 
-    /// The cache's answer for `image` under `cfg`: a prepared image that needs no encoding, or
-    /// the key to store the rows under once encoded (None when the cache is off).
-    fn look_up(&self, cfg: &PreprocessConfig, image: ImageSource<'_>, t: &mut PrepareTimings) -> Result<Option<ImageKey>, PreparedImage> {
-        let Some(id) = &self.encoder_id else { return Ok(None) };
+    /// The cache's answer for `image` under `cfg`.
+    fn look_up(&self, cfg: &PreprocessConfig, image: ImageSource<'_>, t: &mut PrepareTimings) -> Lookup {
+        let Some(id) = &self.encoder_id else { return Lookup::Miss(None) };
         let t0 = Instant::now();
         let key = ImageKey::new(id, cfg, image);
         t.key_ms = ms(t0);
@@ -244,15 +243,15 @@ impl Model {
         let hit = self.cache.get(&key);
         t.lookup_ms = ms(t0);
         match hit {
-            Some((c, hit)) => Err(PreparedImage {
+            Some((c, hit)) => Lookup::Hit(Box::new(PreparedImage {
                 tiles: c.tiles,
                 grid: c.grid,
                 pixels: Vec::new(),
                 rows: Some((c.rows, hit)),
                 key: Some(key),
                 timings: *t,
-            }),
-            None => Ok(Some(key)),
+            })),
+            None => Lookup::Miss(Some(key)),
         }
     }
 
@@ -276,8 +275,8 @@ impl Model {
         let cfg = self.tiling(max_tiles, limits)?;
         let mut t = PrepareTimings::default();
         match self.look_up(&cfg, ImageSource::Decoded(img), &mut t) {
-            Err(hit) => Ok(hit),
-            Ok(key) => self.tile(img, &cfg, key, t),
+            Lookup::Hit(hit) => Ok(*hit),
+            Lookup::Miss(key) => self.tile(img, &cfg, key, t),
         }
     }
 
@@ -294,8 +293,8 @@ impl Model {
         let cfg = self.tiling(max_tiles, limits)?;
         let mut t = PrepareTimings::default();
         let key = match self.look_up(&cfg, ImageSource::File(bytes), &mut t) {
-            Err(hit) => return Ok(hit),
-            Ok(key) => key,
+            Lookup::Hit(hit) => return Ok(*hit),
+            Lookup::Miss(key) => key,
         };
         let t0 = Instant::now();
         let img = preprocess::load_image_from_memory_named(bytes, name, limits)?;
@@ -340,6 +339,13 @@ impl Model {
     pub fn has_vision(&self) -> bool {
         self.vision.is_some()
     }
+}
+
+/// What the image cache said: the image, already encoded; or the key to store its rows under
+/// once encoded (None: the cache is off).
+enum Lookup {
+    Hit(Box<PreparedImage>),
+    Miss(Option<ImageKey>),
 }
 
 fn ms(t: Instant) -> f64 {
