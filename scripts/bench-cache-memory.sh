@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reruns the measurements of bench/2026-12-02-cache-memory.md on this machine:
 #   1. repack vs --no-repack on text: load time (wall and CPU), decode speed, memory split;
-#      interleaved A/B runs so a change in machine load hits both sides alike;
+#      interleaved A/B runs so a change in machine load hits both sides alike; then both
+#      models in one process, prefill and decode alternating round by round (--repack-ab);
 #   2. time to the first token with a multi-tile image: first question (miss), second question
 #      in a new session (memory cache), third after clearing memory (--cache-dir), each mode.
 # Every run writes `sail bench --json` (with the load average at its start and end) to OUTDIR;
@@ -32,6 +33,9 @@ for i in $(seq "$ROUNDS"); do
   done
 done
 
+echo "repack A/B in one process (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+"$SAIL" bench -m "$MODEL" -t "$T" --no-vision --prompt-tokens 64 --gen-tokens 16 --repack-ab 9 --json >"$OUT/repack-ab.json"
+
 for r in repack no-repack; do
   echo "image $r (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   rm -rf "$OUT/rows-$r"
@@ -55,6 +59,13 @@ for r in ("repack", "no-repack"):
         print(f"{os.path.basename(p):<22}{j['load_ms']:>9.0f}{j['load_cpu_ms']:>8.0f}{j['sail']['decode_tok_s']:>11.2f}"
               f"{j['llama_cpp']['decode_tok_s']:>10.2f}{mib(m['rss_bytes']):>9.0f}{mib(j['peak_rss_bytes']):>9.0f}"
               f"{mib(m['mapped_weights_bytes']):>8.0f}{mib(m['repacked_weights_bytes']):>9.0f}  {j['load_average']['start'][0]:.1f} -> {j['load_average']['end'][0]:.1f}")
+p = os.path.join(out, "repack-ab.json")
+if os.path.exists(p):
+    a = load(p)["repack_ab"]
+    print(f"\nrepack A/B, {a['rounds']} rounds of {a['prompt_tokens']} prompt + {a['gen_tokens']} tokens: median ratio repacked/--no-repack "
+          f"prefill {a['median_prefill_ratio_repack_to_no_repack']:.2f}, decode {a['median_decode_ratio_repack_to_no_repack']:.2f}")
+    for k in ("repack", "no_repack"):
+        print(f"  {k:<9} prefill tok/s {[round(x, 1) for x in a[k]['prefill_tok_s']]}  decode tok/s {[round(x, 2) for x in a[k]['decode_tok_s']]}")
 for r in ("repack", "no-repack"):
     p = os.path.join(out, f"image-{r}.json")
     if not os.path.exists(p):

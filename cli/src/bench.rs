@@ -5,12 +5,12 @@ use crate::args::ModelArgs;
 use anyhow::Result;
 use clap::Args;
 use sail::bench::{
-    cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, peak_rss, reset_peak_rss, vision_flops_per_tile, FirstToken,
-    MemorySplit,
+    alternate, cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, median, peak_rss, reset_peak_rss, vision_flops_per_tile,
+    FirstToken, MemorySplit,
 };
 use sail::cache::Hit;
 use sail::format::GgmlType;
-use sail::ggml::BufferReport;
+use sail::ggml::{BufferReport, LlamaModel, ModelParams as LlamaParams};
 use sail::session::{GenerateParams, Model, Session};
 use serde_json::json;
 use std::path::PathBuf;
@@ -40,6 +40,10 @@ pub(crate) struct BenchArgs {
     /// second question about the same image: from the cache).
     #[arg(long = "no-first-token")]
     no_first_token: bool,
+    /// Also load the language model the other way (repacked / --no-repack) and measure both in
+    /// alternation, ROUNDS rounds of prefill + decode each.
+    #[arg(long = "repack-ab", value_name = "ROUNDS")]
+    repack_ab: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -123,6 +127,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "note": "raw llama_decode loop with argmax (no sampler chain, no session), same model, threads and KV type; run before and after sail's",
     });
     report["decode_ratio_sail_to_llama_cpp"] = json!(g.timings.decode_tok_s() / llama_decode);
+    if let Some(rounds) = a.repack_ab {
+        report["repack_ab"] = repack_ab(&a, &model, &ids, rounds, threads, sp.kv_f32)?;
+    }
     let peak_before = peak_rss();
     memory_and_first_token(&a, &model, &load_buffers, &mut report)?;
     let peak = peak_rss().max(peak_before);
@@ -156,10 +163,40 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
             llama_decode,
             report["decode_ratio_sail_to_llama_cpp"].as_f64().unwrap_or(0.0)
         );
+        if let Some(ab) = report.get("repack_ab") {
+            println!(
+                "repack A/B ({} rounds): prefill {:.2}×, decode {:.2}× (repacked to --no-repack, medians of per-round ratios)",
+                ab["rounds"],
+                ab["median_prefill_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0),
+                ab["median_decode_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0)
+            );
+        }
         print_memory_and_first_token(&report);
         println!("peak RSS: {:.0} MiB", peak as f64 / 1048576.0);
     }
     Ok(())
+}
+
+/// This model against the same file loaded with repacking the other way, in alternation.
+fn repack_ab(a: &BenchArgs, model: &Arc<Model>, ids: &[i32], rounds: usize, threads: usize, kv_f32: bool) -> Result<serde_json::Value> {
+    let repack = !a.model.no_repack;
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let other = Arc::new(LlamaModel::load(&a.model.model, &LlamaParams { repack: !repack, ..Default::default() })?);
+    let other_load = (t.elapsed().as_secs_f64() * 1e3, (cpu_seconds() - cpu) * 1e3);
+    let r = alternate(&model.llm, &other, ids, a.gen_tokens, rounds.max(1), threads, kv_f32)?;
+    // columns of r: this model's prefill, decode, then the other's
+    let (on, off) = if repack { (0, 2) } else { (2, 0) };
+    let col = |i: usize| r.iter().map(|x| x[i]).collect::<Vec<f64>>();
+    let ratio = |i: usize| r.iter().map(|x| x[on + i] / x[off + i]).collect::<Vec<f64>>();
+    Ok(json!({
+        "rounds": r.len(), "prompt_tokens": ids.len(), "gen_tokens": a.gen_tokens,
+        "repack": {"prefill_tok_s": col(on), "decode_tok_s": col(on + 1)},
+        "no_repack": {"prefill_tok_s": col(off), "decode_tok_s": col(off + 1)},
+        "median_prefill_ratio_repack_to_no_repack": median(&ratio(0)),
+        "median_decode_ratio_repack_to_no_repack": median(&ratio(1)),
+        "other_load_ms": other_load.0, "other_load_cpu_ms": other_load.1,
+        "note": "llama.cpp alone (argmax loop), the two models alternating round by round in one process",
+    }))
 }
 
 fn first_token_json(f: &FirstToken) -> serde_json::Value {

@@ -6,7 +6,8 @@ use crate::session::{GenerateParams, Model, PrepareTimings, SailError, Session, 
 use crate::vision::preprocess::ImageLimits;
 use sail_format::{GgmlType, VisionHparams};
 use sail_ggml::{
-    quantize, Backend, BackendError, BufferReport, Context, ContextParams, Executor, GraphError, LlamaContext, LlamaError, QuantizeError,
+    quantize, Backend, BackendError, BufferReport, Context, ContextParams, Executor, GraphError, LlamaContext, LlamaError, LlamaModel,
+    QuantizeError,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -264,4 +265,52 @@ pub fn first_token(
         other_ms: ttft_ms - prepare.total_ms() - t.vision_ms - t.prefill_ms,
         ttft_ms,
     })
+}
+
+/// Prefill and decode speed of two language models (the same file repacked and not, say),
+/// measured in alternation: each round prefills `ids` and decodes `n` greedy tokens on A, then
+/// on B, so a change in machine load hits both alike. Returns per round
+/// (A prefill, A decode, B prefill, B decode) in tok/s.
+pub fn alternate(
+    a: &Arc<LlamaModel>,
+    b: &Arc<LlamaModel>,
+    ids: &[i32],
+    n: usize,
+    rounds: usize,
+    threads: usize,
+    kv_f32: bool,
+) -> Result<Vec<[f64; 4]>, BenchError> {
+    let n_ctx = (ids.len() + n + 16) as u32;
+    let p = ContextParams { n_ctx, n_batch: 512, n_threads: threads, kv_f32 };
+    let mut ctx = [LlamaContext::new(a.clone(), &p)?, LlamaContext::new(b.clone(), &p)?];
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut r = [0.0; 4];
+        for (i, c) in ctx.iter_mut().enumerate() {
+            c.truncate(0);
+            let t = Instant::now();
+            c.decode_tokens(ids, 0, true)?;
+            r[2 * i] = ids.len() as f64 / t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for pos in ids.len()..ids.len() + n {
+                let l = c.logits();
+                let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
+                c.decode_tokens(&[tok], pos as i32, true)?;
+            }
+            r[2 * i + 1] = n as f64 / t.elapsed().as_secs_f64();
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The median of `v` (NaN for an empty list).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    s.sort_by(|x, y| x.total_cmp(y));
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
