@@ -41,7 +41,7 @@ pub(crate) struct BenchArgs {
     #[arg(long = "no-first-token")]
     no_first_token: bool,
     /// Also load the language model the other way (repacked / --no-repack) and measure both in
-    /// alternation, ROUNDS rounds of prefill + decode each.
+    /// alternation, ROUNDS rounds of prefill + decode each (peak_rss_bytes then includes it).
     #[arg(long = "repack-ab", value_name = "ROUNDS")]
     repack_ab: Option<usize>,
     /// Print one JSON object.
