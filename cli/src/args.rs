@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
+use sail::cache::CacheParams;
 use sail::ggml::rpc::Endpoint;
 use sail::ggml::{SamplerError, SamplerParams};
 use sail::session::{GenerateParams, Model, ModelParams, PreparedImage, SailError, SessionParams};
@@ -73,6 +74,20 @@ pub(crate) struct ModelArgs {
     /// Print llama.cpp's and ggml's log to stderr.
     #[arg(long)]
     pub(crate) verbose: bool,
+    /// Keep image embeddings (projector rows) in this folder too, so a later run asking about the
+    /// same image skips decoding and encoding it.
+    #[arg(long = "cache-dir")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Size cap of --cache-dir in MiB; least recently used entries are removed beyond it.
+    #[arg(long = "cache-size", default_value_t = sail::cache::DEFAULT_DISK_BYTES >> 20)]
+    pub(crate) cache_size: u64,
+    /// Size cap of the in-memory image embedding cache in MiB (0: off).
+    #[arg(long = "cache-mem", default_value_t = (sail::cache::DEFAULT_MEMORY_BYTES >> 20) as u64)]
+    pub(crate) cache_mem: u64,
+    /// Serve every weight from the file mapping (page cache) instead of repacking quantized
+    /// language weights into anonymous memory: less memory and a faster load, slower decode.
+    #[arg(long = "no-repack")]
+    pub(crate) no_repack: bool,
 }
 
 impl ModelArgs {
@@ -123,6 +138,11 @@ impl ModelArgs {
             None if !self.rpc.is_empty() => -1,
             None => 0,
         };
+        let image_cache = CacheParams {
+            memory_bytes: usize::try_from(self.cache_mem.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            dir: self.cache_dir.clone(),
+            disk_bytes: self.cache_size.saturating_mul(1 << 20),
+        };
         let p = ModelParams {
             mmproj: self.mmproj.clone(),
             n_threads: self.threads(),
@@ -131,6 +151,8 @@ impl ModelArgs {
             rpc: self.rpc.clone(),
             llm_devices,
             tensor_split: self.tensor_split.clone(),
+            repack: !self.no_repack,
+            image_cache,
             ..Default::default()
         };
         Ok(Arc::new(Model::load(&self.model, &p).with_context(|| format!("loading {}", self.model.display()))?))

@@ -4,11 +4,17 @@
 use crate::args::ModelArgs;
 use anyhow::Result;
 use clap::Args;
-use sail::bench::{llama_alone, matmul_gflops, peak_rss, vision_flops_per_tile};
+use sail::bench::{
+    alternate, cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, median, peak_rss, reset_peak_rss, vision_flops_per_tile,
+    FirstToken, MemorySplit,
+};
+use sail::cache::Hit;
 use sail::format::GgmlType;
-use sail::session::{GenerateParams, Session};
+use sail::ggml::{BufferReport, LlamaModel, ModelParams as LlamaParams};
+use sail::session::{GenerateParams, Model, Session};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Args)]
@@ -27,9 +33,17 @@ pub(crate) struct BenchArgs {
     /// Tokens to generate for the decode measurement.
     #[arg(long = "gen-tokens", default_value_t = 32)]
     gen_tokens: usize,
-    /// Skip the vision part.
+    /// Skip the per-tile vision measurement (the first-token path still runs with --image).
     #[arg(long = "no-vision")]
     no_vision: bool,
+    /// With --image, skip the first-token path (first question: decode, tile, encode, prefill;
+    /// second question about the same image: from the cache).
+    #[arg(long = "no-first-token")]
+    no_first_token: bool,
+    /// Also load the language model the other way (repacked / --no-repack) and measure both in
+    /// alternation, ROUNDS rounds of prefill + decode each (peak_rss_bytes then includes it).
+    #[arg(long = "repack-ab", value_name = "ROUNDS")]
+    repack_ab: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -37,15 +51,20 @@ pub(crate) struct BenchArgs {
 
 pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let threads = a.model.threads();
-    let t = Instant::now();
+    let load_average_start = load_average();
+    let (t, cpu) = (Instant::now(), cpu_seconds());
     let model = a.model.load()?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let load_bytes = sail::ggml::rpc::traffic();
+    let load_cpu_ms = (cpu_seconds() - cpu) * 1e3;
+    let load_buffers = sail::ggml::take_buffer_reports();
     let mut report = json!({
         "model": a.model.model.display().to_string(),
         "description": model.llm.desc(),
         "threads": threads,
         "load_ms": load_ms,
+        "load_cpu_ms": load_cpu_ms,
+        "repack": !a.model.no_repack,
         "system_info": sail::ggml::system_info(),
     });
 
@@ -54,7 +73,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         let hp = &enc.hp;
         let (pixels, tiles) = match &a.image {
             Some(p) => {
-                let img = model.prepare_image_file(p, a.model.max_tiles, a.model.limits())?;
+                let img = model.tile_image_file(p, a.model.max_tiles, a.model.limits())?;
                 (img.pixels, img.tiles)
             }
             None => {
@@ -118,13 +137,20 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         });
     }
     report["decode_ratio_sail_to_llama_cpp"] = json!(g.timings.decode_tok_s() / llama_decode);
-    report["peak_rss_bytes"] = json!(peak_rss());
+    if let Some(rounds) = a.repack_ab {
+        report["repack_ab"] = repack_ab(&a, &model, &ids, rounds, threads, sp.kv_f32)?;
+    }
+    let peak_before = peak_rss();
+    memory_and_first_token(&a, &model, &load_buffers, &mut report)?;
+    let peak = peak_rss().max(peak_before);
+    report["peak_rss_bytes"] = json!(peak);
+    report["load_average"] = json!({"start": load_average_start, "end": load_average()});
 
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("model:   {} ({})", report["model"].as_str().unwrap_or(""), report["description"].as_str().unwrap_or(""));
-        println!("load:    {:.0} ms", load_ms);
+        println!("load:    {:.0} ms ({:.0} ms CPU; repack {})", load_ms, load_cpu_ms, !a.model.no_repack);
         if let Some(v) = report.get("vision") {
             println!(
                 "vision:  {:.1} ms/tile ({} tiles of {}², {}): {:.1} GFLOP/s achieved; ggml {} matmul {:.1} GFLOP/s (ratio {:.2}); f16 matmul {:.1}",
@@ -153,7 +179,147 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
                 t.decode_sent_per_token, t.decode_received_per_token, t.prefill_sent, t.prefill_received
             );
         }
-        println!("peak RSS: {:.0} MiB", peak_rss() as f64 / 1048576.0);
+        if let Some(ab) = report.get("repack_ab") {
+            println!(
+                "repack A/B ({} rounds): prefill {:.2}×, decode {:.2}× (repacked to --no-repack, medians of per-round ratios)",
+                ab["rounds"],
+                ab["median_prefill_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0),
+                ab["median_decode_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0)
+            );
+        }
+        print_memory_and_first_token(&report);
+        println!("peak RSS: {:.0} MiB", peak as f64 / 1048576.0);
     }
     Ok(())
+}
+
+/// This model against the same file loaded with repacking the other way, in alternation.
+fn repack_ab(a: &BenchArgs, model: &Arc<Model>, ids: &[i32], rounds: usize, threads: usize, kv_f32: bool) -> Result<serde_json::Value> {
+    let repack = !a.model.no_repack;
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let other = Arc::new(LlamaModel::load(&a.model.model, &LlamaParams { repack: !repack, ..Default::default() })?);
+    let other_load = (t.elapsed().as_secs_f64() * 1e3, (cpu_seconds() - cpu) * 1e3);
+    let r = alternate(&model.llm, &other, ids, a.gen_tokens, rounds.max(1), threads, kv_f32)?;
+    // columns of r: this model's prefill, decode, then the other's
+    let (on, off) = if repack { (0, 2) } else { (2, 0) };
+    let col = |i: usize| r.iter().map(|x| x[i]).collect::<Vec<f64>>();
+    let ratio = |i: usize| r.iter().map(|x| x[on + i] / x[off + i]).collect::<Vec<f64>>();
+    Ok(json!({
+        "rounds": r.len(), "prompt_tokens": ids.len(), "gen_tokens": a.gen_tokens,
+        "repack": {"prefill_tok_s": col(on), "decode_tok_s": col(on + 1)},
+        "no_repack": {"prefill_tok_s": col(off), "decode_tok_s": col(off + 1)},
+        "median_prefill_ratio_repack_to_no_repack": median(&ratio(0)),
+        "median_decode_ratio_repack_to_no_repack": median(&ratio(1)),
+        "other_load_ms": other_load.0, "other_load_cpu_ms": other_load.1,
+        "note": "llama.cpp alone (argmax loop), the two models alternating round by round in one process",
+    }))
+}
+
+fn first_token_json(f: &FirstToken) -> serde_json::Value {
+    let p = &f.prepare;
+    json!({
+        "source": match f.hit { None => "miss", Some(Hit::Memory) => "memory", Some(Hit::Disk) => "disk" },
+        "tiles": f.tiles, "tiles_encoded": f.tiles_encoded,
+        "read_ms": p.read_ms, "key_ms": p.key_ms, "lookup_ms": p.lookup_ms, "decode_ms": p.decode_ms, "tile_ms": p.tile_ms,
+        "encode_ms": f.encode_ms, "prefill_ms": f.prefill_ms, "prefill_tokens": f.prefill_tokens, "other_ms": f.other_ms,
+        "ttft_ms": f.ttft_ms,
+    })
+}
+
+/// Where memory goes with one live session (after a first question about --image, or a short
+/// text question), and with --image the time to the first token: a first question, then a
+/// second one about the same image in a new session (memory cache), then with --cache-dir a
+/// third from disk.
+fn memory_and_first_token(a: &BenchArgs, model: &Arc<Model>, load_buffers: &[BufferReport], report: &mut serde_json::Value) -> Result<()> {
+    let sp = a.model.session_params(model, None, None);
+    let limits = a.model.limits();
+    sail::ggml::take_buffer_reports(); // drop the reports of the contexts measured above
+    model.image_cache().clear_memory();
+    let reset = reset_peak_rss();
+    let mut split = None;
+    let mut inspect = |_: &Session| {
+        let mut buffers = load_buffers.to_vec();
+        let ctx = sail::ggml::take_buffer_reports();
+        let m = MemorySplit::new(model, load_buffers, &ctx);
+        buffers.extend(ctx);
+        split = Some((m, buffers, peak_rss()));
+    };
+    match (&a.image, a.no_first_token) {
+        (Some(image), false) if model.has_vision() => {
+            let first = first_token(model, &sp, image, a.model.max_tiles, limits, "Describe this image.", &mut inspect)?;
+            let second = first_token(model, &sp, image, a.model.max_tiles, limits, "What colours does it have?", |_| {})?;
+            let mut v = json!({
+                "image": image.display().to_string(),
+                "first": first_token_json(&first),
+                "second": first_token_json(&second),
+                "ttft_ratio_first_to_second": first.ttft_ms / second.ttft_ms.max(1e-9),
+                "note": "each question in a new session, n_predict 1; the second finds the rows in the model's memory cache",
+            });
+            if a.model.cache_dir.is_some() {
+                model.image_cache().clear_memory();
+                let disk = first_token(model, &sp, image, a.model.max_tiles, limits, "Is there any text in it?", |_| {})?;
+                v["from_disk"] = first_token_json(&disk);
+            }
+            v["cache"] = json!(format!("{:?}", model.image_cache().stats()));
+            report["first_token"] = v;
+        }
+        _ => {
+            let mut s = Session::new(model.clone(), sp);
+            let gp = GenerateParams { n_predict: 1, ignore_eos: true, ..Default::default() };
+            s.generate("Hello.", &gp, |_, _| true)?;
+            inspect(&s);
+        }
+    }
+    let Some((m, buffers, peak)) = split else { return Ok(()) };
+    let mib = |b: u64| b as f64 / 1048576.0;
+    report["memory"] = json!({
+        "repack": !a.model.no_repack,
+        "files_bytes": m.files_bytes,
+        "mapped_weights_bytes": m.mapped_weights,
+        "repacked_weights_bytes": m.repacked_weights,
+        "copied_weights_bytes": m.copied_weights,
+        "kv_cache_bytes": m.kv_cache,
+        "llm_compute_bytes": m.llm_compute,
+        "vision_compute_bytes": m.vision_compute,
+        "image_rows_bytes": m.image_rows,
+        "unattributed_bytes": m.unattributed(),
+        "rss_bytes": m.resident.rss,
+        "anon_rss_bytes": m.resident.anon,
+        "question_peak_rss_bytes": if reset { json!(peak) } else { json!(null) },
+        "budget_bytes": m.budget(),
+        "question_peak_to_budget": if reset { json!(peak as f64 / m.budget() as f64) } else { json!(null) },
+        "llm_buffers": buffers.iter().map(|b| json!({"name": b.name, "kind": b.kind, "mib": mib(b.bytes)})).collect::<Vec<_>>(),
+        "note": "taken after the first question (its session alive); question_peak_rss_bytes is the peak RSS during that question alone; budget = files + KV cache + compute buffers",
+    });
+    Ok(())
+}
+
+fn print_memory_and_first_token(r: &serde_json::Value) {
+    let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / 1048576.0;
+    if let Some(m) = r.get("memory") {
+        println!(
+            "memory:  RSS {:.1} MiB = mapped weights {:.1} + repacked {:.1} + copied {:.1} + KV {:.1} + LLM compute {:.1} + vision compute {:.1} + image rows {:.1} + other {:.1} (repack {})",
+            mib(&m["rss_bytes"]), mib(&m["mapped_weights_bytes"]), mib(&m["repacked_weights_bytes"]), mib(&m["copied_weights_bytes"]),
+            mib(&m["kv_cache_bytes"]), mib(&m["llm_compute_bytes"]), mib(&m["vision_compute_bytes"]), mib(&m["image_rows_bytes"]),
+            mib(&m["unattributed_bytes"]), m["repack"]
+        );
+        println!(
+            "         peak during the question {:.0} MiB = {:.2} × (files {:.0} + KV + compute buffers = {:.0} MiB)",
+            mib(&m["question_peak_rss_bytes"]),
+            m["question_peak_to_budget"].as_f64().unwrap_or(0.0),
+            mib(&m["files_bytes"]),
+            mib(&m["budget_bytes"])
+        );
+    }
+    if let Some(f) = r.get("first_token") {
+        for k in ["first", "second", "from_disk"] {
+            let Some(q) = f.get(k) else { continue };
+            let ms = |key: &str| q[key].as_f64().unwrap_or(0.0);
+            println!(
+                "{k:>9}: first token after {:.0} ms ({}, {} of {} tiles encoded): read {:.1} + key {:.1} + lookup {:.1} + decode {:.1} + tile {:.1} + encode {:.0} + prefill {:.0} + other {:.0} ms",
+                ms("ttft_ms"), q["source"].as_str().unwrap_or(""), q["tiles_encoded"], q["tiles"], ms("read_ms"), ms("key_ms"), ms("lookup_ms"),
+                ms("decode_ms"), ms("tile_ms"), ms("encode_ms"), ms("prefill_ms"), ms("other_ms")
+            );
+        }
+    }
 }

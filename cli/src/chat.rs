@@ -51,11 +51,12 @@ pub(crate) fn chat(a: ChatArgs) -> Result<()> {
         }
         if let Some(p) = q.strip_prefix("/image") {
             match prepare(&model, &a.model, Path::new(p.trim()), None).and_then(|img| {
-                let t = img.tiles;
+                let t = (img.tiles, img.cache_hit().is_some());
                 session.add_image(img)?;
                 Ok(t)
             }) {
-                Ok(t) => eprintln!("(image attached: {t} tiles)"),
+                Ok((t, false)) => eprintln!("(image attached: {t} tiles)"),
+                Ok((t, true)) => eprintln!("(image attached: {t} tiles, encoded before: from the cache)"),
                 Err(e) => eprintln!("sail: {e:#}"),
             }
             continue;
@@ -69,6 +70,16 @@ pub(crate) fn chat(a: ChatArgs) -> Result<()> {
         });
         let _ = writeln!(out);
         match r {
+            Ok(g) if g.tiles > 0 => eprintln!(
+                "({} tokens, {:.1} tok/s; {} of {} tiles encoded in {:.0} ms; context {}/{})",
+                g.tokens.len(),
+                g.timings.decode_tok_s(),
+                g.tiles_encoded,
+                g.tiles,
+                g.timings.vision_ms,
+                session.n_past(),
+                a.ctx
+            ),
             Ok(g) => {
                 eprintln!("({} tokens, {:.1} tok/s; context {}/{})", g.tokens.len(), g.timings.decode_tok_s(), session.n_past(), a.ctx)
             }

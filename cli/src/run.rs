@@ -139,6 +139,7 @@ fn result_json(g: &Generation, think: bool) -> serde_json::Value {
         "prompt_token_ids": g.prompt_token_ids,
         "image_tokens": g.image_tokens,
         "tiles": g.tiles,
+        "tiles_encoded": g.tiles_encoded,
         "stop": match g.stop { StopReason::Eos => "eos", StopReason::Length => "length", StopReason::Callback => "interrupted" },
         "timings": {
             "load": t.load_ms, "vision": t.vision_ms, "prefill": t.prefill_ms, "decode": t.decode_ms,

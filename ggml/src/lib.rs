@@ -16,7 +16,8 @@ mod weights;
 pub use backend::{devices, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor};
 pub use graph::{Context, Graph, GraphError, Tensor};
 pub use llama::{
-    init as llama_init, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams, Sampler, SamplerError, SamplerParams,
+    init as llama_init, take_buffer_reports, BufferReport, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams, Sampler,
+    SamplerError, SamplerParams,
 };
 pub use quantize::{dequantize, quantize, QuantizeError};
 pub use sail_format::{GgmlType, MappedFile, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT};

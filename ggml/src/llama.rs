@@ -42,6 +42,35 @@ fn fmt_log(log: &[String]) -> String {
 
 static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+static BUFFERS: Mutex<Vec<BufferReport>> = Mutex::new(Vec::new());
+
+/// A buffer llama.cpp allocated, as its log announces it (`CPU_REPACK model buffer size =
+/// 512.00 MiB`): the C API has no other way to tell the repacked weights, the KV cache and the
+/// compute buffers apart. Sizes are llama.cpp's (allocated, to 0.01 MiB), not resident pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferReport {
+    /// The buffer type (`CPU`, `CPU_Mapped`, `CPU_REPACK`, `CUDA0`, …).
+    pub name: String,
+    /// What it holds: `model`, `KV`, `compute`, `output`, ….
+    pub kind: String,
+    pub bytes: u64,
+}
+
+impl BufferReport {
+    fn parse(line: &str) -> Option<BufferReport> {
+        let (head, tail) = line.split_once(" buffer size = ")?;
+        let mut words = head.rsplit(' ').filter(|w| !w.is_empty());
+        let kind = words.next()?.to_string();
+        let name = words.next()?.to_string();
+        let mib: f64 = tail.split_whitespace().next()?.parse().ok()?;
+        tail.contains("MiB").then(|| BufferReport { name, kind, bytes: (mib * 1048576.0).round() as u64 })
+    }
+}
+
+/// The buffers llama.cpp announced since the last call (oldest first), and forgets them.
+pub fn take_buffer_reports() -> Vec<BufferReport> {
+    BUFFERS.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default()
+}
 
 unsafe extern "C" fn log_cb(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
     if text.is_null() {
@@ -51,6 +80,13 @@ unsafe extern "C" fn log_cb(level: sys::ggml_log_level, text: *const c_char, _us
     let s = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if VERBOSE.load(Ordering::Relaxed) {
         eprint!("{s}");
+    }
+    if level == sys::GGML_LOG_LEVEL_INFO {
+        if let (Some(r), Ok(mut b)) = (BufferReport::parse(s.trim()), BUFFERS.lock()) {
+            if b.len() < 256 {
+                b.push(r);
+            }
+        }
     }
     if level == sys::GGML_LOG_LEVEL_ERROR || level == sys::GGML_LOG_LEVEL_WARN {
         if let Ok(mut l) = LOG.lock() {
@@ -639,5 +675,24 @@ impl Drop for Sampler {
     fn drop(&mut self) {
         // SAFETY: the chain was created by chain_init and owns its samplers; freed once.
         unsafe { sys::llama_sampler_free(self.ptr.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BufferReport;
+
+    #[test]
+    fn buffer_lines_parse() {
+        let r = |l: &str| BufferReport::parse(l).map(|b| (b.name, b.kind, b.bytes));
+        let mib = 1u64 << 20;
+        assert_eq!(
+            r("load_tensors:   CPU_REPACK model buffer size =   512.00 MiB"),
+            Some(("CPU_REPACK".into(), "model".into(), 512 * mib))
+        );
+        assert_eq!(r("llama_kv_cache:        CPU KV buffer size =    56.00 MiB"), Some(("CPU".into(), "KV".into(), 56 * mib)));
+        assert_eq!(r("llama_context:        CPU  output buffer size =     0.50 MiB"), Some(("CPU".into(), "output".into(), mib / 2)));
+        assert_eq!(r("llama_kv_cache: size =   56.00 MiB (  1024 cells,  28 layers,  1/1 seqs)"), None);
+        assert_eq!(r("buffer size = 3 MiB"), None);
     }
 }

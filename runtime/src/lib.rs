@@ -6,6 +6,7 @@
 //! `sail` CLI, the C API, the server), each thin over [`session`].
 
 pub mod bench;
+pub mod cache;
 pub mod npy;
 pub mod session;
 pub mod text;

@@ -12,11 +12,12 @@
 //! earlier turns, the same images — only computes what differs: the server sends each request's
 //! whole history, and this is what keeps that cheap.
 
+use crate::cache::{CacheError, CacheParams, CachedImage, EncoderId, Hit, ImageCache, ImageKey, ImageSource, RowShape};
 use crate::text::{Media, Message, Part, Prompt, PromptBuilder, PromptError};
 use crate::vision::decode::{load_image, load_image_from_memory_named, DecodedImage, ImageLimits, PreprocessError};
 use crate::vision::encoder::{EncoderParams, VisionEncoder, VisionError};
-use crate::vision::preprocess;
-use crate::vision::tiling::PreprocessConfig;
+use crate::vision::tiling::{PreprocessConfig, MAX_TILES_LIMIT};
+use crate::vision::{decode, preprocess};
 use sail_format::gguf::{GgufError, GgufFile};
 use sail_format::keys::*;
 use sail_format::template as tpl;
@@ -25,6 +26,7 @@ use sail_ggml::rpc::{Endpoint, RpcError};
 use sail_ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerError, SamplerParams};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,6 +58,8 @@ pub enum SailError {
     MixedMedia,
     #[error(transparent)]
     Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// How to load a model pair.
@@ -81,6 +85,8 @@ pub struct ModelParams {
     pub repack: bool,
     /// Activation memory for one vision batch of tiles.
     pub vision_memory_budget: usize,
+    /// The image embedding cache (memory per model; disk folder optional).
+    pub image_cache: CacheParams,
 }
 
 impl Default for ModelParams {
@@ -96,6 +102,7 @@ impl Default for ModelParams {
             use_mmap: true,
             repack: true,
             vision_memory_budget: 1 << 30,
+            image_cache: CacheParams::default(),
         }
     }
 }
@@ -131,6 +138,10 @@ pub struct Model {
     pub load_ms: f64,
     pub n_threads: usize,
     pub vision_memory_budget: usize,
+    cache: ImageCache,
+    /// What the cache keys say about this encoder (None: no vision, or the cache is off).
+    encoder_id: Option<EncoderId>,
+    encoded_tiles: AtomicU64,
 }
 
 fn meta_u32(f: &GgufFile, key: &str, problems: &mut Vec<String>) -> i32 {
@@ -214,6 +225,18 @@ impl Model {
         // ggml's connections to RPC servers are open now (weights hold them): bound the wait
         // for a server whose host vanishes
         sail_ggml::rpc::keep_connections_alive();
+        let shape = RowShape { tokens_per_tile: info.tokens_per_tile as u32, n_embd: info.hp.n_embd, max_tiles: MAX_TILES_LIMIT + 1 };
+        let cache = ImageCache::new(params.image_cache.clone(), shape)?;
+        let encoder_id = vision.as_ref().filter(|_| cache.enabled()).map(|v| {
+            let device = params.vision_device.as_deref().filter(|d| !d.eq_ignore_ascii_case("cpu")).map(|d| format!("{d}+CPU"));
+            EncoderId::new(
+                v.file(),
+                v.weight_type().name(),
+                device.as_deref().unwrap_or("CPU"),
+                params.n_threads,
+                v.batch_size(params.vision_memory_budget),
+            )
+        });
         Ok(Model {
             info,
             llm,
@@ -223,6 +246,9 @@ impl Model {
             load_ms: t0.elapsed().as_secs_f64() * 1e3,
             n_threads: params.n_threads,
             vision_memory_budget: params.vision_memory_budget,
+            cache,
+            encoder_id,
+            encoded_tiles: AtomicU64::new(0),
         })
     }
 
@@ -232,28 +258,66 @@ impl Model {
             .ok_or_else(|| SailError::NoVision { model: self.info.path.clone(), why: self.vision_missing.clone().unwrap_or_default() })
     }
 
-    /// Tiles an image with SAIL's processor (`max_tiles` overrides the file's limit; 1 gives a
-    /// single tile without thumbnail, as used for video frames). `limits` is the same budget the
-    /// image was decoded under.
-    pub fn prepare_image(&self, img: &DecodedImage, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
+    /// SAIL's processor settings for this model (`max_tiles` overrides the file's limit).
+    fn tiling(&self, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreprocessConfig, SailError> {
         let hp = &self.encoder()?.hp;
         let mut cfg = PreprocessConfig::new(hp.image_size, hp.image_mean, hp.image_std, max_tiles.unwrap_or(hp.max_tiles));
         cfg.min_tiles = hp.min_tiles.min(cfg.max_tiles);
         cfg.use_thumbnail = hp.use_thumbnail;
         cfg.limits = limits;
-        let p = preprocess(img, &cfg)?;
-        Ok(PreparedImage { tiles: p.tiles, grid: p.grid, pixels: p.pixels })
+        Ok(cfg)
     }
 
-    /// Loads and tiles an image file under `limits`.
-    pub fn prepare_image_file(&self, path: &Path, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
-        self.encoder()?;
-        let img = load_image(path, limits)?;
-        self.prepare_image(&img, max_tiles, limits)
+    /// The cache's answer for `image` under `cfg`.
+    fn look_up(&self, cfg: &PreprocessConfig, image: ImageSource<'_>, t: &mut PrepareTimings) -> Lookup {
+        let Some(id) = &self.encoder_id else { return Lookup::Miss(None) };
+        let t0 = Instant::now();
+        let key = ImageKey::new(id, cfg, image);
+        t.key_ms = ms(t0);
+        let t0 = Instant::now();
+        let hit = self.cache.get(&key);
+        t.lookup_ms = ms(t0);
+        match hit {
+            Some((c, hit)) => Lookup::Hit(Box::new(PreparedImage {
+                tiles: c.tiles,
+                grid: c.grid,
+                pixels: Vec::new(),
+                rows: Some((c.rows, hit)),
+                key: Some(key),
+                timings: *t,
+            })),
+            None => Lookup::Miss(Some(key)),
+        }
     }
 
-    /// Decodes and tiles an image file held in memory (e.g. from a request) under the same
-    /// `limits` as a file; errors name it `name`.
+    fn tile(
+        &self,
+        img: &DecodedImage,
+        cfg: &PreprocessConfig,
+        key: Option<ImageKey>,
+        mut t: PrepareTimings,
+    ) -> Result<PreparedImage, SailError> {
+        let t0 = Instant::now();
+        let p = preprocess(img, cfg)?;
+        t.tile_ms = ms(t0);
+        Ok(PreparedImage { tiles: p.tiles, grid: p.grid, pixels: p.pixels, rows: None, key, timings: t })
+    }
+
+    /// Tiles an image with SAIL's processor (`max_tiles` overrides the file's limit; 1 gives a
+    /// single tile without thumbnail, as used for video frames). `limits` is the same budget the
+    /// image was decoded under. Pixels seen before come back encoded, from the cache.
+    pub fn prepare_image(&self, img: &DecodedImage, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
+        let cfg = self.tiling(max_tiles, limits)?;
+        let mut t = PrepareTimings::default();
+        match self.look_up(&cfg, ImageSource::Decoded(img), &mut t) {
+            Lookup::Hit(hit) => Ok(*hit),
+            Lookup::Miss(key) => self.tile(img, &cfg, key, t),
+        }
+    }
+
+    /// Decodes and tiles an image file held in memory (`name` is what errors call it). An image
+    /// seen before (same bytes, same tiling, same encoder) comes back encoded, from the cache,
+    /// without being decoded.
     pub fn prepare_image_bytes(
         &self,
         bytes: &[u8],
@@ -261,9 +325,45 @@ impl Model {
         max_tiles: Option<u32>,
         limits: ImageLimits,
     ) -> Result<PreparedImage, SailError> {
-        self.encoder()?;
+        let cfg = self.tiling(max_tiles, limits)?;
+        let mut t = PrepareTimings::default();
+        let key = match self.look_up(&cfg, ImageSource::File(bytes), &mut t) {
+            Lookup::Hit(hit) => return Ok(*hit),
+            Lookup::Miss(key) => key,
+        };
+        let t0 = Instant::now();
         let img = load_image_from_memory_named(bytes, name, limits)?;
-        self.prepare_image(&img, max_tiles, limits)
+        t.decode_ms = ms(t0);
+        self.tile(&img, &cfg, key, t)
+    }
+
+    /// Loads and tiles an image file under `limits` (through the cache, as
+    /// [`Self::prepare_image_bytes`]).
+    pub fn prepare_image_file(&self, path: &Path, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
+        self.encoder()?;
+        let t0 = Instant::now();
+        let bytes = decode::read_image_file(path, limits)?;
+        let read_ms = ms(t0);
+        let mut img = self.prepare_image_bytes(&bytes, &path.display().to_string(), max_tiles, limits)?;
+        img.timings.read_ms = read_ms;
+        Ok(img)
+    }
+
+    /// Decodes and tiles an image file without looking in the cache (for measuring the encoder).
+    pub fn tile_image_file(&self, path: &Path, max_tiles: Option<u32>, limits: ImageLimits) -> Result<PreparedImage, SailError> {
+        let cfg = self.tiling(max_tiles, limits)?;
+        let img = load_image(path, limits)?;
+        self.tile(&img, &cfg, None, PrepareTimings::default())
+    }
+
+    /// This model's image embedding cache (statistics, clearing).
+    pub fn image_cache(&self) -> &ImageCache {
+        &self.cache
+    }
+
+    /// Tiles encoded by this model's sessions since it was loaded (cache hits encode none).
+    pub fn encoded_tiles(&self) -> u64 {
+        self.encoded_tiles.load(Ordering::Relaxed)
     }
 
     /// The prompt builder with this model's default system and thinking prompts.
@@ -276,12 +376,52 @@ impl Model {
     }
 }
 
-/// An image tiled and normalised, not yet encoded.
+/// What the image cache said: the image, already encoded; or the key to store its rows under
+/// once encoded (None: the cache is off).
+enum Lookup {
+    Hit(Box<PreparedImage>),
+    Miss(Option<ImageKey>),
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// An image ready for a session: tiled and normalised, or already encoded (from the cache).
 #[derive(Debug, Clone)]
 pub struct PreparedImage {
     pub tiles: usize,
     pub grid: (u32, u32),
+    /// `[tiles, 3, S, S]` normalised tiles; empty when the rows came from the cache.
     pub pixels: Vec<f32>,
+    rows: Option<(Arc<[f32]>, Hit)>,
+    key: Option<ImageKey>,
+    pub timings: PrepareTimings,
+}
+
+impl PreparedImage {
+    /// Where the rows came from when the image needs no encoding.
+    pub fn cache_hit(&self) -> Option<Hit> {
+        self.rows.as_ref().map(|(_, h)| *h)
+    }
+}
+
+/// Milliseconds spent preparing one image (0 for steps that did not run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrepareTimings {
+    pub read_ms: f64,
+    /// Hashing the image and its settings into a cache key.
+    pub key_ms: f64,
+    /// Looking the key up (memory, then disk: read and checksum).
+    pub lookup_ms: f64,
+    pub decode_ms: f64,
+    pub tile_ms: f64,
+}
+
+impl PrepareTimings {
+    pub fn total_ms(&self) -> f64 {
+        self.read_ms + self.key_ms + self.lookup_ms + self.decode_ms + self.tile_ms
+    }
 }
 
 /// Session settings.
@@ -363,6 +503,8 @@ pub struct Generation {
     /// Projector output rows of this turn's images, in prompt order (images whose span the
     /// KV cache already held are not encoded again and have no rows here).
     pub embeddings: Vec<f32>,
+    /// Tiles this turn encoded (images from the cache need none).
+    pub tiles_encoded: usize,
     pub stop: StopReason,
     pub timings: Timings,
 }
@@ -617,13 +759,21 @@ impl Session {
     }
 
     /// The identity of an image's rows: a keyed hash of its tiles, grid and pixels.
+    /// The identity of an image's rows in the KV cache: its image-cache key when it has one (a
+    /// cache hit carries no pixels), else a hash of its pixels.
     fn image_id(&self, img: &PreparedImage) -> u64 {
+        use std::hash::Hash;
         let mut h = self.image_ids.build_hasher();
         h.write_usize(img.tiles);
         h.write_u32(img.grid.0);
         h.write_u32(img.grid.1);
-        for p in img.pixels.chunks(2) {
-            h.write_u64(p.iter().fold(0u64, |acc, x| acc << 32 | x.to_bits() as u64));
+        match &img.key {
+            Some(key) => key.hash(&mut h),
+            None => {
+                for p in img.pixels.chunks(2) {
+                    h.write_u64(p.iter().fold(0u64, |acc, x| acc << 32 | x.to_bits() as u64));
+                }
+            }
         }
         h.finish()
     }
@@ -657,7 +807,7 @@ impl Session {
         self.ensure_context(needed, gp.n_predict, image_tokens, ids.len())?;
         let mut timings = Timings { load_ms: self.model.load_ms, ..Default::default() };
 
-        // what each prompt position holds, and how much of it the cache has
+        // what each prompt position holds, and how much of it the KV cache has
         let mut cells = Vec::with_capacity(ids.len());
         for seg in &segs {
             match seg {
@@ -672,25 +822,44 @@ impl Session {
         debug_assert_eq!(cells.len(), ids.len());
         let skip = if base == 0 { self.reusable(&cells) } else { 0 };
 
-        // 1. images → rows (before touching the cache, so a failure leaves the session usable);
-        // images inside the reused prefix are not encoded again
+        // 1. images → rows (before touching the KV cache, so a failure leaves the session usable);
+        // images inside the reused prefix are not needed again; rows new to the image cache go
+        // to memory now and to disk after the turn
         let t = Instant::now();
-        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); self.images.len()];
+        let mut rows: Vec<Arc<[f32]>> = vec![Arc::from(Vec::<f32>::new()); self.images.len()];
+        let mut to_disk = Vec::new();
+        let mut tiles_encoded = 0;
         let mut off = 0;
         for seg in &segs {
-            match seg {
-                Segment::Tokens(tok) => off += tok.len(),
-                Segment::Image(k) => {
-                    let img = &self.images[*k];
-                    if off >= skip {
-                        rows[*k] = self.model.encoder()?.encode(&img.pixels, img.tiles, self.model.vision_memory_budget)?;
-                    }
-                    off += img.tiles * self.model.info.tokens_per_tile;
+            let k = match seg {
+                Segment::Tokens(tok) => {
+                    off += tok.len();
+                    continue;
                 }
+                Segment::Image(k) => *k,
+            };
+            let img = &self.images[k];
+            let at = off;
+            off += img.tiles * self.model.info.tokens_per_tile;
+            if at < skip {
+                continue;
             }
+            if let Some((r, _)) = &img.rows {
+                rows[k] = r.clone();
+                continue;
+            }
+            let r: Arc<[f32]> = self.model.encoder()?.encode(&img.pixels, img.tiles, self.model.vision_memory_budget)?.into();
+            tiles_encoded += img.tiles;
+            self.model.encoded_tiles.fetch_add(img.tiles as u64, Ordering::Relaxed);
+            if let Some(key) = img.key {
+                let c = CachedImage { tiles: img.tiles, grid: img.grid, rows: r.clone() };
+                self.model.cache.put_memory(&key, &c);
+                to_disk.push((key, c));
+            }
+            rows[k] = r;
         }
         timings.vision_ms = t.elapsed().as_secs_f64() * 1e3;
-        let embeddings: Vec<f32> = rows.concat();
+        let embeddings: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
 
         // 2. prefill: token runs and image rows from the first position the cache lacks
         let t = Instant::now();
@@ -786,7 +955,10 @@ impl Session {
         }
         timings.decode_ms = t.elapsed().as_secs_f64() * 1e3;
         timings.decode_tokens = tokens.len();
-        Ok(Generation { tokens, text, prompt_token_ids: ids, image_tokens, tiles, prompt_logits, embeddings, stop, timings })
+        for (key, c) in &to_disk {
+            self.model.cache.put_disk(key, c);
+        }
+        Ok(Generation { tokens, text, prompt_token_ids: ids, image_tokens, tiles, prompt_logits, embeddings, tiles_encoded, stop, timings })
     }
 
     /// Forgets the conversation and any queued pictures (keeps the context allocation).

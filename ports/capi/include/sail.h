@@ -30,6 +30,15 @@
  * Images added to a session are placed before the next prompt's text, or at its own "<image>"
  * markers (one marker per queued image). They are consumed by that sail_session_generate call.
  *
+ * IMAGE CACHE
+ * -----------
+ * The projector rows of every encoded image are kept per model (cache_memory_bytes) and, with
+ * cache_dir, on disk, keyed by the image's bytes (or RGB pixels), the tiling settings and the
+ * vision file/type/device. Adding the same image again - in another session, or another process
+ * with the same cache_dir - skips decoding, tiling and encoding (n_tiles_encoded == 0), and gives
+ * bit-identical rows. Disk entries are checked (key, shape, checksum) before use; a bad one is
+ * removed and recomputed.
+ *
  * THREADING
  * ---------
  * - A sail_model (weights) is immutable after loading and may be used from any number of threads
@@ -144,6 +153,11 @@ struct sail_model_params {
     const float *tensor_split; /* share of the offloaded layers per offload device (llama.cpp's
                                   order: RPC devices first, then GPUs); NULL: by free memory */
     int32_t n_tensor_split;    /* entries in tensor_split (0 with NULL) */
+    const char *cache_dir;     /* image embedding cache folder (created if missing); NULL: memory only */
+    uint64_t cache_disk_bytes; /* byte cap of cache_dir, least recently used entries removed (default 1 GiB) */
+    uint64_t cache_memory_bytes; /* byte cap of the model's in-memory image cache; 0: off (default 128 MiB) */
+    bool repack;               /* let the CPU backend repack quantized weights: faster decode, more
+                                  anonymous memory; false keeps every weight in the page cache (default true) */
 };
 
 struct sail_session_params {
@@ -182,6 +196,7 @@ struct sail_generation_info {
     double vision_ms;
     double prefill_ms;
     double decode_ms;
+    int32_t n_tiles_encoded; /* tiles this turn encoded; images found in the image cache need none */
 };
 
 /*

@@ -19,6 +19,7 @@
 
 #![allow(non_camel_case_types)]
 
+use sail::cache::{self, CacheParams};
 use sail::format::gguf::GgufError;
 use sail::ggml::rpc::RpcError;
 use sail::ggml::{LlamaError, SamplerParams};
@@ -67,6 +68,10 @@ pub struct sail_model_params {
     pub rpc_servers: *const c_char,
     pub tensor_split: *const f32,
     pub n_tensor_split: i32,
+    pub cache_dir: *const c_char,
+    pub cache_disk_bytes: u64,
+    pub cache_memory_bytes: u64,
+    pub repack: bool,
 }
 
 /// `struct sail_session_params`.
@@ -112,6 +117,7 @@ pub struct sail_generation_info {
     pub vision_ms: f64,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    pub n_tiles_encoded: i32,
 }
 
 /// `sail_token_callback`: (token id, NUL-terminated UTF-8 piece, user data) → continue?
@@ -205,6 +211,7 @@ fn status_of(e: &SailError, phase: Phase) -> sail_status {
         SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
         SailError::Rpc(RpcError::BadEndpoint { .. }) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Rpc(_) => SAIL_ERR_RPC,
+        SailError::Cache(_) => SAIL_ERR_INVALID_ARGUMENT,
     }
 }
 
@@ -390,6 +397,10 @@ fn default_model_params() -> sail_model_params {
         rpc_servers: std::ptr::null(),
         tensor_split: std::ptr::null(),
         n_tensor_split: 0,
+        cache_dir: std::ptr::null(),
+        cache_disk_bytes: cache::DEFAULT_DISK_BYTES,
+        cache_memory_bytes: cache::DEFAULT_MEMORY_BYTES as u64,
+        repack: true,
     }
 }
 
@@ -451,6 +462,7 @@ fn load_model(
     device: Option<String>,
     rpc: Option<String>,
     tensor_split: Vec<f32>,
+    cache_dir: Option<PathBuf>,
 ) -> Result<Box<sail_model>, Failure> {
     sail::ggml::llama_init(p.verbose);
     if !path.exists() {
@@ -476,6 +488,8 @@ fn load_model(
             return Err(Failure::invalid(format!("vision_device {d:?}: no such ggml device (this build sees: {})", names.join(", "))));
         }
     }
+    let memory_bytes = usize::try_from(p.cache_memory_bytes).unwrap_or(usize::MAX);
+    let image_cache = CacheParams { memory_bytes, dir: cache_dir, disk_bytes: p.cache_disk_bytes };
     let mut mp = ModelParams {
         mmproj,
         vision_device: device,
@@ -483,6 +497,8 @@ fn load_model(
         use_mmap: p.use_mmap,
         rpc,
         tensor_split,
+        repack: p.repack,
+        image_cache,
         ..Default::default()
     };
     let n = threads(p.n_threads, "n_threads")?;
@@ -525,7 +541,13 @@ pub unsafe extern "C" fn sail_model_load(path: *const c_char, params: sail_model
             // SAFETY: non-NULL and, by the caller's contract, n_tensor_split readable floats.
             (false, n) => unsafe { std::slice::from_raw_parts(params.tensor_split, n as usize) }.to_vec(),
         };
-        load_model(file, &params, mmproj, device, rpc, split)
+
+        let cache_dir = match params.cache_dir.is_null() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { self::path(params.cache_dir, "cache_dir") }?),
+        };
+        load_model(file, &params, mmproj, device, rpc, split, cache_dir)
     });
     // SAFETY: `err` is NULL or writable (caller's contract).
     unsafe { report(err, made) }
@@ -785,6 +807,7 @@ pub unsafe extern "C" fn sail_session_generate(
             vision_ms: g.timings.vision_ms,
             prefill_ms: g.timings.prefill_ms,
             decode_ms: g.timings.decode_ms,
+            n_tiles_encoded: clamp(g.tiles_encoded),
         };
         st.last_text = CString::new(g.text.replace('\0', "")).unwrap_or_default();
         st.last_tokens = g.tokens;

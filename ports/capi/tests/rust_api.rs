@@ -122,6 +122,8 @@ fn model_params_are_checked() {
         (sail_model_params { mmproj_path: missing.as_ptr(), ..sail_model_default_params() }, SAIL_ERR_FILE_NOT_FOUND),
         (sail_model_params { vision_device: nodev.as_ptr(), ..sail_model_default_params() }, SAIL_ERR_INVALID_ARGUMENT),
         (sail_model_params { n_threads: -1, ..sail_model_default_params() }, SAIL_ERR_INVALID_ARGUMENT),
+        // a cache folder that cannot be created (under a regular file)
+        (sail_model_params { cache_dir: p.as_ptr(), ..sail_model_default_params() }, SAIL_ERR_INVALID_ARGUMENT),
     ];
     for (mp, want) in cases {
         let mut st = -1;
@@ -322,6 +324,77 @@ fn rgb_frame_equals_the_same_image_file() {
         sail_session_free(b);
         sail_model_free(m);
     }
+}
+
+fn tiles_encoded(s: *mut sail_session) -> i32 {
+    let mut info = sail_generation_info::default();
+    // SAFETY: live session, writable struct.
+    assert_eq!(unsafe { sail_session_last_info(s, &mut info) }, SAIL_OK);
+    assert_eq!(info.n_tiles, 7, "{info:?}");
+    info.n_tiles_encoded
+}
+
+/// Asks about the fixture image in a new session of `m` (from its file, or as RGB pixels);
+/// returns (tokens, tiles encoded).
+fn ask_new_session(m: *const sail_model, f: &Fixture, rgb: Option<(&[u8], u32, u32)>) -> (Vec<i32>, i32) {
+    let s = session(m);
+    let st = match rgb {
+        None => add_file(s, &f.image),
+        // SAFETY: `px` is readable for its length.
+        Some((px, w, h)) => unsafe { sail_session_add_image_rgb(s, px.as_ptr(), px.len(), w as i32, h as i32, 0) },
+    };
+    assert_eq!(st, SAIL_OK, "{}", last_error());
+    let (st, tokens) = generate(s, &f.prompt(), 6);
+    assert_eq!(st, SAIL_OK, "{}", last_error());
+    let n = tiles_encoded(s);
+    // SAFETY: made above, freed once.
+    unsafe { sail_session_free(s) };
+    (tokens, n)
+}
+
+#[test]
+fn the_same_photo_again_costs_no_encoding() {
+    let f = small_dense();
+    let dir = tmp("image-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = cs(f.gguf.to_str().unwrap());
+    let d = cs(dir.to_str().unwrap());
+    let load_with = |mp: sail_model_params| {
+        let mut st = -1;
+        // SAFETY: valid strings and status pointer.
+        let m = unsafe { sail_model_load(p.as_ptr(), mp, &mut st) };
+        assert_eq!(st, SAIL_OK, "{}", last_error());
+        m
+    };
+    let m = load_with(sail_model_params { cache_dir: d.as_ptr(), ..sail_model_default_params() });
+    let (want, n) = ask_new_session(m, &f, None);
+    assert_eq!(n, 7, "the first question encodes every tile");
+    let (tokens, n) = ask_new_session(m, &f, None);
+    assert_eq!((n, &tokens), (0, &want), "the second question about the same file");
+    let img = sail::vision::decode::load_image(&f.image, sail::vision::decode::ImageLimits::default()).unwrap();
+    let rgb = img.to_rgb8();
+    let px = Some((rgb.as_slice(), img.width(), img.height()));
+    let (tokens, n) = ask_new_session(m, &f, px);
+    assert_eq!((n, &tokens), (7, &want), "raw pixels are another key than the file's bytes");
+    let (tokens, n) = ask_new_session(m, &f, px);
+    assert_eq!((n, &tokens), (0, &want), "the same pixels again");
+    // SAFETY: the handle made above, freed once.
+    unsafe { sail_model_free(m) };
+
+    // another process: the disk folder answers
+    let m = load_with(sail_model_params { cache_dir: d.as_ptr(), ..sail_model_default_params() });
+    let (tokens, n) = ask_new_session(m, &f, None);
+    assert_eq!((n, &tokens), (0, &want), "from cache_dir");
+    // SAFETY: as above.
+    unsafe { sail_model_free(m) };
+
+    // no cache at all: every question encodes
+    let m = load_with(sail_model_params { cache_memory_bytes: 0, ..sail_model_default_params() });
+    assert_eq!(ask_new_session(m, &f, None).1, 7);
+    assert_eq!(ask_new_session(m, &f, None).1, 7);
+    // SAFETY: as above.
+    unsafe { sail_model_free(m) };
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

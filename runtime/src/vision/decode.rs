@@ -312,6 +312,13 @@ pub fn check_dimensions(file: &str, width: u32, height: u32, max_pixels: u64) ->
 /// a PNG cut only in its IDAT CRC / IEND trailer is accepted, as Pillow accepts it; a JPEG must
 /// reach its end-of-image marker.
 pub fn load_image(path: &Path, limits: ImageLimits) -> Result<DecodedImage, PreprocessError> {
+    let bytes = read_image_file(path, limits)?;
+    decode_bytes(&bytes, &path.display().to_string(), limits.max_pixels)
+}
+
+/// Reads an image file's bytes, undecoded, refusing files too large for the pixel budget before
+/// reading them (the check [`load_image`] makes).
+pub fn read_image_file(path: &Path, limits: ImageLimits) -> Result<Vec<u8>, PreprocessError> {
     let max_pixels = limits.max_pixels;
     let file = path.display().to_string();
     let io_err = |source| PreprocessError::Io { file: file.clone(), source };
@@ -323,8 +330,7 @@ pub fn load_image(path: &Path, limits: ImageLimits) -> Result<DecodedImage, Prep
     if meta.len() > cap {
         return Err(PreprocessError::FileTooLarge { file, bytes: meta.len(), max_pixels });
     }
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    decode_bytes(&bytes, &file, max_pixels)
+    std::fs::read(path).map_err(io_err)
 }
 
 /// [`load_image`] for an in-memory file; errors name it `<memory>`.

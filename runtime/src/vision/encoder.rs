@@ -123,6 +123,11 @@ impl VisionEncoder {
         self.weights.is_mapped()
     }
 
+    /// Bytes of compute buffers the encoder holds between images (all backends).
+    pub fn compute_buffer_bytes(&self) -> usize {
+        self.exec.lock().unwrap_or_else(|e| e.into_inner()).buffer_sizes().iter().map(|(_, n)| n).sum()
+    }
+
     fn w(&self, name: &str) -> Tensor<'_> {
         self.weights.get(name).unwrap_or_else(|| panic!("weight {name} checked at load"))
     }
