@@ -274,7 +274,8 @@ async fn models(State(app): State<Arc<App>>) -> Json<Value> {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let (running, queued) = app.engine.get().map(|e| e.pool.load()).unwrap_or((0, 0));
     let sessions = app.engine.get().map(|e| e.pool.parallel).unwrap_or(0);
-    let text = app.metrics.render(Gauges { ready: app.engine.get().is_some(), sessions, running, queued });
+    let image_cache = app.engine.get().map(|e| e.model.image_cache().stats());
+    let text = app.metrics.render(Gauges { ready: app.engine.get().is_some(), sessions, running, queued, image_cache });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

@@ -29,6 +29,8 @@ pub struct Gauges {
     pub sessions: usize,
     pub running: usize,
     pub queued: usize,
+    /// The model's image embedding cache counters (None while loading).
+    pub image_cache: Option<sail::cache::CacheStats>,
 }
 
 impl Metrics {
@@ -87,8 +89,11 @@ impl Metrics {
         metric("sail_vision_milliseconds_total", "counter", "Time spent encoding images.", &ms(&self.vision_us));
         metric("sail_prefill_milliseconds_total", "counter", "Time spent computing prompts.", &ms(&self.prefill_us));
         metric("sail_decode_milliseconds_total", "counter", "Time spent generating tokens.", &ms(&self.decode_us));
-        // TODO(image embedding cache): once the library counts its cache hits and misses, export
-        // them here as sail_image_cache_{hits,misses}_total.
+        if let Some(c) = g.image_cache {
+            let hits = [("{where=\"memory\"}".to_string(), c.memory_hits.to_string()), ("{where=\"disk\"}".to_string(), c.disk_hits.to_string())];
+            metric("sail_image_cache_hits_total", "counter", "Images served from the embedding cache (no decoding, tiling or encoding).", &hits);
+            metric("sail_image_cache_misses_total", "counter", "Images that had to be encoded.", &one(c.misses));
+        }
         metric("sail_model_ready", "gauge", "1 once the model is loaded.", &one(g.ready as u64));
         metric("sail_sessions", "gauge", "Sessions (--parallel): generations that can run at once.", &one(g.sessions as u64));
         metric("sail_requests_running", "gauge", "Requests generating now.", &one(g.running as u64));
@@ -108,7 +113,10 @@ mod tests {
         m.count_status(200);
         m.count_status(400);
         Metrics::add_ms(&m.vision_us, 12.5);
-        let t = m.render(Gauges { ready: true, sessions: 2, running: 1, queued: 3 });
+        let cache = sail::cache::CacheStats { memory_hits: 4, disk_hits: 1, misses: 2, ..Default::default() };
+        let t = m.render(Gauges { ready: true, sessions: 2, running: 1, queued: 3, image_cache: Some(cache) });
+        assert!(t.contains("\nsail_image_cache_hits_total{where=\"memory\"} 4\nsail_image_cache_hits_total{where=\"disk\"} 1\n"), "{t}");
+        assert!(t.contains("\nsail_image_cache_misses_total 2\n"), "{t}");
         assert!(
             t.contains(
                 "# TYPE sail_requests_total counter\nsail_requests_total{status=\"200\"} 2\nsail_requests_total{status=\"400\"} 1\n"

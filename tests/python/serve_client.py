@@ -88,10 +88,16 @@ class ServeTest(unittest.TestCase):
         img = greedy([{"role": "user", "content": [image_part(data_uri(IMAGE)), {"type": "text", "text": "Describe it."}]}], 4)
         # 7 tiles x 16 tokens for this 260x180 picture, plus <img></img> and the newline
         self.assertGreaterEqual(img.usage.prompt_tokens - text.usage.prompt_tokens, 7 * 16)
-        # the same picture as a file inside --allow-local-files gives the same answer
+        # the same picture as a file inside --allow-local-files gives the same answer, and its
+        # bytes are the same content: served by the image embedding cache, not encoded again
+        before = metrics()
         f = greedy([{"role": "user", "content": [image_part("file://" + IMAGE), {"type": "text", "text": "Describe it."}]}], 4)
+        after = metrics()
         self.assertEqual(f.choices[0].token_ids, img.choices[0].token_ids)
         self.assertEqual(f.prompt_token_ids, img.prompt_token_ids)
+        hits = 'sail_image_cache_hits_total{where="memory"}'
+        self.assertEqual(after[hits] - before[hits], 1)
+        self.assertEqual(after["sail_image_cache_misses_total"], before["sail_image_cache_misses_total"])
 
     def test_greedy_matches_sail_run(self):
         q = "What is in the picture?"
