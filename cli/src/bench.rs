@@ -85,9 +85,13 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     // ---- language model: sail's session between two runs of llama.cpp alone (A/B/A, so a
     // change in machine load shows up as a gap between the two baseline runs) ----
     let text = "The quick brown fox jumps over the lazy dog. ".repeat(a.prompt_tokens / 8 + 2);
-    let mut ids = model.llm.tokenize(&text, false);
+    let mut ids = model.llm.tokenize(&text, false)?;
     ids.truncate(a.prompt_tokens);
-    let prompt = String::from_utf8_lossy(&ids.iter().flat_map(|&t| model.llm.token_bytes(t, false)).collect::<Vec<u8>>()).into_owned();
+    let mut bytes = Vec::new();
+    for &t in &ids {
+        bytes.extend(model.llm.token_bytes(t, false)?);
+    }
+    let prompt = String::from_utf8_lossy(&bytes).into_owned();
     let sp = a.model.session_params(&model, None, None);
     let base1 = llama_alone(&model, &ids, a.gen_tokens, threads, sp.kv_f32)?;
     let mut s = Session::new(model.clone(), sp.clone());

@@ -1,7 +1,6 @@
 //! Read-only file mappings: the converter reads safetensors through them and the runtime
 //! serves weights from them, so a model never has to fit in RAM twice.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A read-only memory map of a whole file.
@@ -12,8 +11,10 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
+    /// Maps a regular file (anything else, a FIFO or a device, is refused without blocking:
+    /// see [`crate::files::open_input`]).
     pub fn open(path: &Path) -> std::io::Result<MappedFile> {
-        let file = File::open(path)?;
+        let file = crate::files::open_input(path)?;
         let len = file.metadata()?.len();
         // mmap of an empty file fails on Linux; an empty mapping is represented by None.
         let map = if len == 0 {

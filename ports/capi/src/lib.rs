@@ -20,7 +20,7 @@
 #![allow(non_camel_case_types)]
 
 use sail::format::gguf::GgufError;
-use sail::ggml::{LlamaError, SamplerParams};
+use sail::ggml::{LlamaError, SamplerParams, MAX_THREADS};
 use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
 use sail::vision::preprocess::ImageLimits;
 use sail::vision::preprocess::{self, PreprocessError, DEFAULT_MAX_PIXELS};
@@ -184,19 +184,19 @@ fn not_found(e: &std::io::Error) -> bool {
 
 fn status_of(e: &SailError, phase: Phase) -> sail_status {
     match e {
-        SailError::Gguf(GgufError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
-        SailError::Gguf(_) | SailError::Hparams(_) => SAIL_ERR_BAD_MODEL,
+        SailError::Gguf(GgufError::Io { error, .. }) if not_found(error) => SAIL_ERR_FILE_NOT_FOUND,
+        SailError::Gguf(_) | SailError::Hparams(_) | SailError::Invalid(_) => SAIL_ERR_BAD_MODEL,
         SailError::Vision(_) if phase == Phase::Load => SAIL_ERR_BAD_MODEL,
         SailError::Vision(_) => SAIL_ERR_GENERATION_FAILED,
         SailError::Llama(LlamaError::Load { .. }) => SAIL_ERR_BAD_MODEL,
         SailError::Llama(LlamaError::ContextFull { .. }) | SailError::PromptTooLong { .. } => SAIL_ERR_CONTEXT_FULL,
         SailError::Llama(_) => SAIL_ERR_GENERATION_FAILED,
-        SailError::Image(PreprocessError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
+        SailError::Image(PreprocessError::Io { error, .. }) if not_found(error) => SAIL_ERR_FILE_NOT_FOUND,
         SailError::Image(PreprocessError::InvalidConfig(_)) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Image(_) => SAIL_ERR_BAD_IMAGE,
         SailError::NoVision { .. } => SAIL_ERR_NO_VISION,
         SailError::Sampler(_) => SAIL_ERR_INVALID_ARGUMENT,
-        SailError::Prompt(_) | SailError::MixedMedia => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::Prompt(_) | SailError::MixedMedia | SailError::OutOfRange { .. } => SAIL_ERR_INVALID_ARGUMENT,
         SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
     }
 }
@@ -338,8 +338,13 @@ fn lock(s: &sail_session) -> Result<MutexGuard<'_, SessionState>, Failure> {
     }
 }
 
+/// A thread count: 0 (the default) or 1..=MAX_THREADS (ggml's limit; INT32_MAX used to crash
+/// the host inside ggml).
 fn threads(n: i32, what: &str) -> Result<usize, Failure> {
-    usize::try_from(n).map_err(|_| Failure::invalid(format!("{what} {n} is negative (0 means the default)")))
+    match usize::try_from(n) {
+        Ok(n) if n <= MAX_THREADS => Ok(n),
+        _ => Err(Failure::invalid(format!("{what} {n} is outside 0..={MAX_THREADS} (0 means the default)"))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
