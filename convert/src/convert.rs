@@ -2,18 +2,18 @@
 //! tensor's type and offset, then stream tensors one at a time into two temporary files that
 //! are renamed into place only when both are complete.
 
-use crate::error::ConvertError;
+use crate::error::{bounded, ConvertError};
 use crate::hf::HfConfig;
 use crate::safetensors::{Checkpoint, TensorRef};
 use crate::tokenizer::Vocab;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sail_format::gguf::{GgufWriter, PlannedTensor, Value};
+use sail_format::gguf::{GgufFile, GgufWriter, PlannedTensor, Value};
 use sail_format::keys::*;
 use sail_format::names::{instances, Dims, Instance, HF_EMBED_TOKENS, HF_LM_HEAD};
 use sail_format::quant::{Policy, Preset, VisionType};
 use sail_format::template as tpl;
-use sail_format::FilePart;
 use sail_format::GgmlType;
+use sail_format::{validate, FilePart};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufWriter;
@@ -121,7 +121,9 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
     let dir = &opts.input;
     let cfg = HfConfig::load(dir)?;
     let ck = Checkpoint::open(dir)?;
-    let vocab = Vocab::load(&dir.join("tokenizer.json"), cfg.llm.n_vocab as usize)?;
+    let llm_path = opts.output.clone();
+    let vision_path = vision_path_for(&llm_path);
+    check_outputs(dir, &ck, &[&llm_path, &vision_path])?;
 
     // ---- 1. the checkpoint against the table: every problem at once ----
     let tied = lm_head_is_tied(&ck);
@@ -153,8 +155,11 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
         }
     }
     if !problems.is_empty() {
-        return Err(ConvertError::Layout { problems });
+        let (problems, omitted) = bounded(problems, validate::MAX_LISTED);
+        return Err(ConvertError::Layout { problems, omitted });
     }
+    // after the layout check: the vocabulary is sized by the embedding rows it has verified
+    let vocab = Vocab::load(&dir.join("tokenizer.json"), cfg.llm.n_vocab as usize)?;
 
     // ---- 2. types and layout of both files ----
     let policy = Policy::new(opts.preset, opts.vision_type);
@@ -179,8 +184,6 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
 
     let name =
         dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "SAIL-VL2".into());
-    let llm_path = opts.output.clone();
-    let vision_path = vision_path_for(&llm_path);
     let vision_file_name = vision_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     // general.architecture first, as llama.cpp's writer orders it.
@@ -239,6 +242,11 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
     }
     bar.finish_and_clear();
 
+    // What was written must pass the checks `sail` runs before loading; otherwise nothing is
+    // kept (the temporary files go with `temps`).
+    validate::language(&GgufFile::open(&temps.0[0])?)?;
+    validate::vision(&GgufFile::open(&temps.0[1])?)?;
+
     for (tmp, fin) in temps.0.iter().zip([&llm_path, &vision_path]) {
         std::fs::rename(tmp, fin).map_err(|e| ConvertError::io(fin, e))?;
     }
@@ -254,6 +262,19 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
         fallbacks,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The outputs may not replace a device, FIFO or folder (the final rename would), nor any file
+/// the conversion reads.
+fn check_outputs(dir: &Path, ck: &Checkpoint, outputs: &[&Path]) -> Result<(), ConvertError> {
+    let names = ["config.json", "preprocessor_config.json", "tokenizer.json", "model.safetensors.index.json"];
+    let mut inputs: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    inputs.extend(ck.files.iter().map(|f| f.path().to_path_buf()));
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    for out in outputs {
+        sail_format::files::check_output(out, &inputs)?;
+    }
+    Ok(())
 }
 
 fn write_file(

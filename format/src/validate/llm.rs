@@ -11,6 +11,9 @@ use std::collections::HashSet;
 /// Longest token string accepted. Real vocabularies stay under a few hundred bytes; llama.cpp
 /// aborts on pieces longer than `INT32_MAX` when rendering them.
 pub const MAX_TOKEN_BYTES: usize = 1 << 16;
+/// Most tokens a vocabulary may have: sail's own bound (the largest released vocabularies
+/// have about 256k), so a count from a file cannot size gigabytes of token strings.
+pub const MAX_VOCAB: u32 = 1 << 22;
 /// Most image-context tokens one tile may stand for.
 pub const MAX_TOKENS_PER_TILE: u64 = 1 << 16;
 
@@ -119,8 +122,8 @@ pub fn check(hp: &LlmHparams, mut push: impl FnMut(String)) {
     if hp.n_ctx_train == 0 {
         push(format!("{} = 0: expected a positive context length", k(LLM_CONTEXT_LENGTH)));
     }
-    if hp.n_vocab == 0 || hp.n_vocab > i32::MAX as u32 {
-        push(format!("{} tokens: expected 1..={} (llama.cpp's token ids are 32-bit)", hp.n_vocab, i32::MAX));
+    if !(1..=MAX_VOCAB).contains(&hp.n_vocab) {
+        push(format!("a vocabulary of {} tokens: expected 1..={MAX_VOCAB}", hp.n_vocab));
     }
     match hp.moe {
         None if hp.n_ff == 0 => push(format!("{} = 0: expected a positive FFN width", k(LLM_FEED_FORWARD_LENGTH))),

@@ -14,6 +14,10 @@
 //!   the session's own token callback.
 //! * The exports are the only `unsafe` outside `sail::ggml`: raw pointers are unavoidable at
 //!   this boundary, and each block states what the caller guarantees.
+//! * Values a host passes are range-checked here or by the library before anything reaches
+//!   llama.cpp (thread counts, sampling windows, context sizes), and the llama.cpp calls that
+//!   can throw a C++ exception go through `sail-ggml`'s try/catch shim, so neither a Rust panic
+//!   nor a C++ exception ever reaches the host.
 //!
 //! `tests/header_sync.rs` keeps `sail.h` and the `#[no_mangle]` items here in step.
 
@@ -43,6 +47,10 @@ pub const SAIL_ERR_CONTEXT_FULL: sail_status = 6;
 pub const SAIL_ERR_GENERATION_FAILED: sail_status = 7;
 pub const SAIL_ERR_BUSY: sail_status = 8;
 pub const SAIL_ERR_INTERNAL: sail_status = 9;
+
+/// The most CPU threads (ggml's `GGML_MAX_N_THREADS`).
+pub const SAIL_MAX_THREADS: i32 = 512;
+const _: () = assert!(SAIL_MAX_THREADS as usize == MAX_THREADS);
 
 pub const SAIL_KV_AUTO: i32 = 0;
 pub const SAIL_KV_F16: i32 = 1;
