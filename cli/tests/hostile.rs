@@ -373,3 +373,21 @@ fn messages_say_each_cause_once() {
     let escaping = edited(&l, "esc.gguf", |e| set(e, SAIL_MMPROJ, Value::String("../../etc/passwd".into())));
     fails(&sail(&["run", "-m", s(&escaping), "-p", "hi"]), 1, &["sail.mmproj", "bare file name"]);
 }
+
+/// A short run of the process-level mutation script (scripts/mutate.py; the long run is
+/// documented in the README): structurally mutated language and vision files through this
+/// `sail`, every run a success or a clean error.
+#[test]
+fn mutation_script_smoke() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let o = Command::new("python3")
+        .arg(root.join("scripts/mutate.py"))
+        .args(["--sail", SAIL, "--count", "30", "--jobs", "2", "--timeout", "60", "--seed", "3"])
+        .arg("--keep")
+        .arg(dir("mutate-findings"))
+        .output()
+        .expect("python3");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("signals 0, panics 0, hangs 0"), "{out}");
+}

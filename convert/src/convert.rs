@@ -2,19 +2,20 @@
 //! tensor's type and offset, then stream tensors one at a time into two temporary files that
 //! are renamed into place only when both are complete.
 
-use crate::error::{bounded, ConvertError};
+use crate::error::ConvertError;
 use crate::hf::HfConfig;
+use crate::layout::{check_layout, vision_path_for, Layout};
 use crate::safetensors::{Checkpoint, TensorRef};
 use crate::tokenizer::Vocab;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sail_format::gguf::{GgufFile, GgufWriter, PlannedTensor, Value};
 use sail_format::keys::*;
-use sail_format::names::{instances, Dims, Instance, HF_EMBED_TOKENS, HF_LM_HEAD};
+use sail_format::names::{Dims, Instance};
 use sail_format::quant::{Policy, Preset, VisionType};
 use sail_format::template as tpl;
 use sail_format::GgmlType;
 use sail_format::{validate, FilePart};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -56,13 +57,6 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// `NAME.gguf` → `NAME.mmproj.gguf`.
-pub fn vision_path_for(llm: &Path) -> PathBuf {
-    let name = llm.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
-    llm.with_file_name(format!("{stem}.mmproj.gguf"))
-}
-
 /// Removes temporary outputs unless the conversion committed them.
 struct TempFiles(Vec<PathBuf>);
 
@@ -89,33 +83,6 @@ struct Job {
     sources: Vec<TensorRef>,
 }
 
-/// Whether the stored lm_head is byte-identical to embed_tokens (then it is written once).
-fn lm_head_is_tied(ck: &Checkpoint) -> bool {
-    match (ck.tensors.get(HF_LM_HEAD), ck.tensors.get(HF_EMBED_TOKENS)) {
-        (Some(h), Some(e)) if h.dtype == e.dtype && h.shape == e.shape => {
-            // compared in slices, each given back to the kernel at once, so the check does not
-            // page in both tensors (1.2 GB for the 2B) at the same time
-            let (a, b) = (ck.bytes(h), ck.bytes(e));
-            let step = 64 << 20;
-            let mut same = true;
-            for off in (0..a.len()).step_by(step) {
-                let end = (off + step).min(a.len());
-                same = a[off..end] == b[off..end];
-                for t in [h, e] {
-                    ck.release_rows(t, 1, off / t.dtype.size(), (end - off) / t.dtype.size());
-                }
-                if !same {
-                    break;
-                }
-            }
-            same
-        }
-        (Some(_), Some(_)) => false,
-        (None, Some(_)) => true,
-        _ => false,
-    }
-}
-
 pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertError> {
     let t0 = Instant::now();
     let dir = &opts.input;
@@ -126,38 +93,8 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
     check_outputs(dir, &ck, &[&llm_path, &vision_path])?;
 
     // ---- 1. the checkpoint against the table: every problem at once ----
-    let tied = lm_head_is_tied(&ck);
-    let lm_head_absent_ok = cfg.tie_word_embeddings && !ck.tensors.contains_key(HF_LM_HEAD);
-    let insts = instances(Some(&cfg.llm), Some(&cfg.vision), tied);
+    let Layout { tied, instances: insts } = check_layout(&cfg, &ck)?;
     let dims = Dims { llm: Some(&cfg.llm), vision: Some(&cfg.vision) };
-    let mut problems = Vec::new();
-    let mut used: BTreeSet<&str> = BTreeSet::new();
-    if tied && !lm_head_absent_ok {
-        used.insert(HF_LM_HEAD);
-    }
-    for inst in &insts {
-        let want = dims.shape(inst.entry().hf_shape);
-        for hf in &inst.hf {
-            used.insert(hf.as_str());
-            match ck.tensors.get(hf) {
-                None => problems.push(format!("missing tensor {hf} (expected shape {want:?})")),
-                Some(t) if t.shape != want => problems.push(format!("tensor {hf} has shape {:?}, expected {want:?}", t.shape)),
-                Some(_) => {}
-            }
-        }
-    }
-    if !lm_head_absent_ok && !ck.tensors.contains_key(HF_LM_HEAD) {
-        problems.push(format!("missing tensor {HF_LM_HEAD}"));
-    }
-    for name in ck.tensors.keys() {
-        if !used.contains(name.as_str()) {
-            problems.push(format!("unexpected tensor {name} (not part of SAIL-VL2 with this config)"));
-        }
-    }
-    if !problems.is_empty() {
-        let (problems, omitted) = bounded(problems, validate::MAX_LISTED);
-        return Err(ConvertError::Layout { problems, omitted });
-    }
     // after the layout check: the vocabulary is sized by the embedding rows it has verified
     let vocab = Vocab::load(&dir.join("tokenizer.json"), cfg.llm.n_vocab as usize)?;
 

@@ -45,6 +45,7 @@ pub enum ConvertError {
     Gguf(#[from] sail_format::gguf::GgufError),
     #[error("the converted file failed validation (a bug in sail-convert; nothing was kept): {0}")]
     InvalidOutput(#[from] sail_format::ValidationError),
+    #[cfg(feature = "quantize")]
     #[error("{0}")]
     Quantize(#[from] sail_ggml::QuantizeError),
     #[error("interrupted (no output was kept)")]

@@ -29,6 +29,17 @@ impl MappedFile {
         Ok(MappedFile { path: path.to_path_buf(), map })
     }
 
+    /// A read-only anonymous mapping holding a copy of `bytes`, named `path` in messages: the
+    /// same reader then parses data that is not in a file (tests, fuzzing).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<MappedFile> {
+        if bytes.is_empty() {
+            return Ok(MappedFile { path: path.to_path_buf(), map: None });
+        }
+        let mut m = memmap2::MmapOptions::new().len(bytes.len()).map_anon()?;
+        m.copy_from_slice(bytes);
+        Ok(MappedFile { path: path.to_path_buf(), map: Some(m.make_read_only()?) })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -196,7 +196,18 @@ impl GgufFile {
     /// Tensor extents are checked against the file size.
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
         let map = MappedFile::open(path).map_err(|error| GgufError::Io { path: path.to_path_buf(), error })?;
-        let p = Self::parse(map.bytes(), path)?;
+        Self::from_map(map)
+    }
+
+    /// Parses a copy of `bytes` as if it were the file `name` (tests, fuzzing).
+    pub fn from_bytes(name: &Path, bytes: &[u8]) -> Result<GgufFile, GgufError> {
+        let map = MappedFile::from_bytes(name, bytes).map_err(|error| GgufError::Io { path: name.to_path_buf(), error })?;
+        Self::from_map(map)
+    }
+
+    fn from_map(map: MappedFile) -> Result<GgufFile, GgufError> {
+        let path = map.path().to_path_buf();
+        let p = Self::parse(map.bytes(), &path)?;
         let mut kv_index = HashMap::with_capacity(p.kvs.len());
         for (i, (k, _)) in p.kvs.iter().enumerate() {
             kv_index.entry(k.clone()).or_insert(i);

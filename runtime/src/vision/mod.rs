@@ -1,3 +1,4 @@
+#[cfg(feature = "engine")]
 pub mod encoder;
 pub mod preprocess;
 pub mod resize;
