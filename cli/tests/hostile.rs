@@ -79,6 +79,9 @@ fn edited(from: &Path, name: &str, edit: impl FnOnce(&mut Edit)) -> PathBuf {
     p
 }
 
+/// One way to break a file.
+type EditFn<'a> = Box<dyn Fn(&mut Edit) + 'a>;
+
 fn set(e: &mut Edit, key: &str, v: Value) {
     e.set(key, v);
 }
@@ -130,7 +133,7 @@ fn an_empty_architecture_is_an_error() {
 fn values_llama_cpp_aborts_on_are_refused_first() {
     let (l, _) = pair("llama");
     let k = |p: &str| arch_key(p, "qwen3");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Edit)>, &str)> = vec![
+    let cases: Vec<(&str, EditFn<'_>, &str)> = vec![
         ("blocks0", Box::new(|e| set(e, &k(LLM_BLOCK_COUNT), Value::U32(0))), "qwen3.block_count = 0"),
         ("blocksmax", Box::new(|e| set(e, &k(LLM_BLOCK_COUNT), Value::U32(1 << 20))), "qwen3.block_count = 1048576"),
         ("epsnan", Box::new(|e| set(e, &k(LLM_RMS_EPS), Value::F32(f32::NAN))), "layer_norm_rms_epsilon = NaN"),

@@ -69,7 +69,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -79,7 +79,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 }
@@ -129,7 +129,7 @@ pub fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
             }
             1 if len > 0 => {
                 let i = rng.below(len);
-                data[i] = rng.next() as u8;
+                data[i] = rng.next_u64() as u8;
             }
             2 if len >= 8 => {
                 let w = [1usize, 2, 4, 8][rng.below(4)];
@@ -141,7 +141,7 @@ pub fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
             3 => {
                 let i = rng.below(len + 1);
                 let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 data.splice(i..i, bytes);
             }
             4 if len > 1 => {
@@ -295,7 +295,7 @@ pub fn run(t: &Target, duration: Duration, max_iterations: u64, seed: u64, findi
         let input = if (i as usize) < seeds.len() {
             seeds[i as usize].clone()
         } else if seeds.is_empty() {
-            (0..rng.below(256)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(256)).map(|_| rng.next_u64() as u8).collect()
         } else {
             let base = &seeds[rng.below(seeds.len())];
             let other = &seeds[rng.below(seeds.len())];

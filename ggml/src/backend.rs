@@ -304,7 +304,7 @@ impl Executor {
         // the shim, an exception comes back as a status.
         let st = unsafe { shim::sail_shim_sched_graph_compute(self.sched.as_ptr(), g.raw()) };
         match st {
-            s if s == sys::GGML_STATUS_SUCCESS as i32 => Ok(()),
+            sys::GGML_STATUS_SUCCESS => Ok(()),
             shim::EXCEPTION => Err(BackendError::Exception { what: "ggml_backend_sched_graph_compute", message: shim::last_exception() }),
             s => Err(BackendError::Compute { device: self.names.clone(), status: s }),
         }

@@ -95,8 +95,14 @@ fn take_log() -> Vec<String> {
 /// Initialises llama.cpp once per process and routes its log (to stderr only when verbose;
 /// warnings and errors are kept for error messages).
 pub fn init(verbose: bool) {
-    static ONCE: Once = Once::new();
     VERBOSE.store(verbose || std::env::var_os("SAIL_VERBOSE").is_some(), Ordering::Relaxed);
+    ensure_init();
+}
+
+/// Initialises llama.cpp if nothing has yet, leaving the verbosity as the caller of [`init`]
+/// set it.
+fn ensure_init() {
+    static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: registers a callback with static lifetime and initialises llama.cpp's global
         // state exactly once (Once).
@@ -139,7 +145,7 @@ unsafe impl Sync for LlamaModel {}
 
 impl LlamaModel {
     pub fn load(path: &Path, params: &ModelParams) -> Result<LlamaModel, LlamaError> {
-        init(false);
+        ensure_init();
         let err = |log| LlamaError::Load { path: path.display().to_string(), log };
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| err(vec!["path contains NUL".into()]))?;
         // SAFETY: default params are a plain struct; we only change scalar fields.
@@ -638,5 +644,56 @@ impl Drop for Sampler {
     fn drop(&mut self) {
         // SAFETY: the chain was created by chain_init and owns its samplers; freed once.
         unsafe { sys::llama_sampler_free(self.ptr.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log is process-wide: tests that read it or make llama.cpp log take turns.
+    static LOG_USERS: Mutex<()> = Mutex::new(());
+
+    /// Issue #11 item 12: llama.cpp's warnings about ordinary vocabularies ("control token …
+    /// is not marked as EOG", eight of them) came before the reason a load failed.
+    #[test]
+    fn only_errors_reach_error_messages() {
+        let _g = LOG_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        take_log();
+        let warn = c"load: control token: 151677 '</box>' is not marked as EOG\n";
+        let error = c"llama_model_load: error loading model: something broke\n";
+        // SAFETY: NUL-terminated strings valid for the calls; user data unused.
+        unsafe {
+            log_cb(sys::GGML_LOG_LEVEL_WARN, warn.as_ptr(), std::ptr::null_mut());
+            log_cb(sys::GGML_LOG_LEVEL_ERROR, error.as_ptr(), std::ptr::null_mut());
+        }
+        assert_eq!(take_log(), vec!["llama_model_load: error loading model: something broke".to_string()]);
+    }
+
+    #[test]
+    fn thread_counts_are_bounded() {
+        assert!(check_threads(0).is_err());
+        assert!(check_threads(MAX_THREADS + 1).is_err());
+        assert!(check_threads(i32::MAX as usize).is_err());
+        assert_eq!(check_threads(MAX_THREADS).unwrap(), MAX_THREADS);
+    }
+
+    /// llama.cpp throws std::out_of_range for a token id outside the vocabulary; through the
+    /// shim that is an error value, where it used to abort the process ("Rust cannot catch
+    /// foreign exceptions").
+    #[test]
+    fn cpp_exceptions_become_errors() {
+        let _g = LOG_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::env::temp_dir().join(format!("sail-ggml-shim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = sail_format::fixture::write_pair(&dir, "m", false).unwrap();
+        init(false);
+        let m = LlamaModel::load(&path, &ModelParams::default()).unwrap();
+        let e = m.token_bytes(10_000_000, false).unwrap_err();
+        assert!(matches!(e, LlamaError::Exception { what: "llama_token_to_piece", .. }), "{e}");
+        assert!(!m.is_eog(-7));
+        assert_eq!(m.tokenize("<|im_end|>", true).unwrap().len(), 1);
+        assert!(m.tokenize("<|im_end|>", false).unwrap().len() > 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

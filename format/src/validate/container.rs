@@ -18,7 +18,7 @@ pub(super) fn check(f: &GgufFile, packed: bool, p: &mut Problems) {
     for n in f.duplicate_tensors().into_iter().take(4) {
         p.push(format!("tensor {} appears more than once", shown(n)));
     }
-    if f.alignment % TENSOR_ALIGNMENT != 0 {
+    if !f.alignment.is_multiple_of(TENSOR_ALIGNMENT) {
         p.push(format!(
             "general.alignment = {}: expected a multiple of {TENSOR_ALIGNMENT} (ggml maps weights at that alignment)",
             f.alignment
@@ -53,7 +53,7 @@ pub(super) fn check(f: &GgufFile, packed: bool, p: &mut Problems) {
         let mut spans: Vec<(u64, u64, &str)> =
             f.tensors.iter().map(|t| (t.rel_offset, t.rel_offset.saturating_add(t.n_bytes as u64), t.name.as_str())).collect();
         for &(start, _, name) in &spans {
-            if start % align != 0 {
+            if !start.is_multiple_of(align) {
                 p.push(format!("tensor {} starts at data offset {start}, not a multiple of the alignment {align}", shown(name)));
             }
         }

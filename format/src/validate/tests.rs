@@ -51,7 +51,8 @@ fn llama_cpp_aborts_become_named_errors() {
     // item 3: each of these made llama.cpp abort the process
     let (l, _) = pair("llm", false);
     let k = |p: &str| arch_key(p, "qwen3");
-    let cases: Vec<(Box<dyn Fn(&mut Edit)>, Vec<&str>)> = vec![
+    type EditFn<'a> = Box<dyn Fn(&mut Edit) + 'a>;
+    let cases: Vec<(EditFn<'_>, Vec<&str>)> = vec![
         (
             Box::new(|e: &mut Edit| {
                 e.set(&k(LLM_BLOCK_COUNT), Value::U32(0));
