@@ -198,6 +198,20 @@ impl SamplingArgs {
     }
 }
 
+/// `-n` against the context before any image is decoded; the session checks the exact sum
+/// (prompt + images + `-n`) before any compute.
+pub(crate) fn check_n_predict(n_predict: usize, ctx: Option<u32>, model: &Model) -> Result<()> {
+    let train = model.info.hp.n_ctx_train;
+    let (limit, why) = match ctx {
+        Some(c) if c < train => (c, "--ctx"),
+        _ => (train, "the model's training context"),
+    };
+    if n_predict >= limit as usize {
+        bail!("-n {n_predict} asks for more tokens than the context allows ({limit} positions: {why}); use a smaller -n");
+    }
+    Ok(())
+}
+
 /// Decodes and tiles one image file under the `--max-pixels` budget.
 pub(crate) fn prepare(model: &Model, a: &ModelArgs, path: &Path, max_tiles: Option<u32>) -> Result<PreparedImage, SailError> {
     model.prepare_image_file(path, max_tiles.or(a.max_tiles), a.limits())

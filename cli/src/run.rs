@@ -1,7 +1,7 @@
 //! `sail run`: one question (with images or video frames), the answer streamed or as JSON,
 //! and the parity dumps.
 
-use crate::args::{prepare, ModelArgs, SamplingArgs};
+use crate::args::{check_n_predict, prepare, ModelArgs, SamplingArgs};
 use crate::STOP;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
@@ -88,6 +88,7 @@ pub(crate) fn run(a: RunArgs) -> Result<()> {
     }
     let model = a.model.load()?;
     check_outputs(&a, &model)?;
+    check_n_predict(gp.n_predict, a.ctx, &model)?;
     let mut session = Session::new(model.clone(), a.model.session_params(&model, a.ctx, a.system.clone()));
     for p in &a.images {
         session.add_image(prepare(&model, &a.model, p, None)?)?;

@@ -240,13 +240,24 @@ fn fifos_are_refused_without_blocking() {
 #[test]
 fn an_absurd_n_predict_is_refused_before_any_work() {
     let (l, _) = pair("npredict");
+    let img = png(l.parent().unwrap());
     let t = Instant::now();
+    // the CLI refuses it before the image is even decoded
     fails(
-        &sail_in(&["run", "-m", s(&l), "-p", "hi", "-n", "18446744073709551615"], 60),
+        &sail_in(&["run", "-m", s(&l), "--image", s(&img), "-p", "hi", "-n", "18446744073709551615"], 60),
         1,
-        &["18446744073709551615 to generate", "the context allows"],
+        &["-n 18446744073709551615", "the context allows (4096 positions"],
     );
     assert!(t.elapsed() < Duration::from_secs(30));
+    // and the library, where the sum wrapped, before any compute
+    use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams};
+    let model = std::sync::Arc::new(Model::load(&l, &ModelParams { n_threads: 1, ..Default::default() }).unwrap());
+    let mut session = Session::new(model, SessionParams::default());
+    let gp = GenerateParams { n_predict: usize::MAX, ..Default::default() };
+    match session.generate("hi", &gp, |_, _| true) {
+        Err(e @ SailError::PromptTooLong { total: None, .. }) => assert!(e.to_string().contains("more than the address space"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Item 8: `--logits-out <device>` replaced the device node with a regular file (as root,

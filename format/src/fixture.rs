@@ -24,7 +24,7 @@ pub fn llm_hparams(moe: bool, n_vocab: u32) -> LlmHparams {
         n_head_kv: 2,
         head_dim: 8,
         n_ff: if moe { 0 } else { 32 },
-        n_ctx_train: 256,
+        n_ctx_train: 4096,
         rope_theta: 1e6,
         rms_eps: 1e-6,
         moe: moe.then_some(MoeHparams { n_expert: 4, n_expert_used: 2, n_ff_exp: 16 }),

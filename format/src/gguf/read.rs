@@ -88,6 +88,9 @@ impl<'a> Cursor<'a> {
     fn err(&self, what: impl Into<String>) -> GgufError {
         GgufError::Corrupt { path: self.path.to_path_buf(), what: what.into(), offset: self.pos }
     }
+    fn too_large(&self) -> GgufError {
+        GgufError::MetadataTooLarge { path: self.path.to_path_buf(), max: MAX_METADATA_BYTES }
+    }
     fn spend(&mut self, bytes: usize) -> Result<(), GgufError> {
         self.budget =
             self.budget.checked_sub(bytes).ok_or(GgufError::MetadataTooLarge { path: self.path.to_path_buf(), max: MAX_METADATA_BYTES })?;
@@ -125,7 +128,11 @@ impl<'a> Cursor<'a> {
         let n = self.count(what, 1)?;
         self.spend(n.saturating_add(std::mem::size_of::<String>()))?;
         let s = self.take(n, what)?;
-        String::from_utf8(s.to_vec()).map_err(|_| self.err(format!("{what} is not UTF-8")))
+        let text = std::str::from_utf8(s).map_err(|_| self.err(format!("{what} is not UTF-8")))?;
+        let mut owned = String::new();
+        owned.try_reserve_exact(n).map_err(|_| self.too_large())?;
+        owned.push_str(text);
+        Ok(owned)
     }
     fn scalar(&mut self, t: ValueType, what: &str) -> Result<Value, GgufError> {
         Ok(match t {
@@ -148,8 +155,12 @@ impl<'a> Cursor<'a> {
     /// from the count) and is charged `item_bytes` each against the budget.
     fn items<T>(&mut self, n: usize, item_bytes: usize, mut f: impl FnMut(&mut Self) -> Result<T, GgufError>) -> Result<Vec<T>, GgufError> {
         self.spend(n.saturating_mul(item_bytes))?;
-        let mut v = Vec::with_capacity(n.min(1 << 16));
+        // grown fallibly: the budget bounds the total, but memory may run out before it
+        let mut v = Vec::new();
         for _ in 0..n {
+            if v.len() == v.capacity() {
+                v.try_reserve(v.len().clamp(16, 1 << 20)).map_err(|_| self.too_large())?;
+            }
             v.push(f(self)?);
         }
         Ok(v)
