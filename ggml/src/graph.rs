@@ -423,3 +423,28 @@ impl Graph<'_> {
         unsafe { sys::ggml_graph_n_nodes(self.raw()) as usize }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ggml aborts the process when a context has no room for one more tensor header, or a
+    /// graph no slot for one more node; the wrapper refuses that tensor with an error instead.
+    #[test]
+    fn a_full_context_is_an_error_not_an_abort() {
+        let ctx = Context::new(2, 0).unwrap();
+        let a = ctx.new_tensor(GgmlType::F32, &[4]).unwrap();
+        let _b = ctx.new_tensor(GgmlType::F32, &[4]).unwrap();
+        assert!(ctx.new_tensor(GgmlType::F32, &[4]).is_err());
+        assert!(ctx.add(a, a).is_err());
+        // a graph context: every tensor may become a node, so they are bounded by the slots
+        let g = Context::new(100, 4).unwrap();
+        let x = g.new_tensor(GgmlType::F32, &[4]).unwrap();
+        let y = g.add(x, x).unwrap();
+        let z = g.mul(y, x).unwrap();
+        let e = g.add(z, x).unwrap_err();
+        assert!(e.to_string().contains("at most 3 tensors"), "{e}");
+        let graph = g.build_graph(4, &[z]);
+        assert!(graph.n_nodes() <= 4);
+    }
+}

@@ -169,7 +169,7 @@ impl Model {
         drop(f);
         let (vision_path, vision_missing) = match (&params.mmproj, named) {
             (Some(p), _) => (Some(p.clone()), None),
-            (None, Some(p)) if p.symlink_metadata().is_ok() => (Some(p), None),
+            (None, Some(p)) if p.exists() => (Some(p), None),
             (None, Some(p)) => (None, Some(format!("{} not found", p.display()))),
             (None, None) => (None, Some("the language file names no vision file".into())),
         };
