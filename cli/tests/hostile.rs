@@ -115,6 +115,8 @@ fn unknown_tensor_type_ids_are_named() {
         for args in [vec!["info", s(&bad)], vec!["run", "-m", s(&bad), "-p", "hi", "-n", "1"]] {
             let e = fails(&sail(&args), 1, &["blk.0.ffn_down.weight", &want]);
             assert_eq!(e.lines().count(), 1, "one line, no garbage: {e}");
+            // item 12: `sail info` said "reading X: X: …"
+            assert_eq!(e.matches(&format!("t{id}.gguf")).count(), 1, "{e}");
         }
     }
 }

@@ -463,4 +463,14 @@ pub(crate) mod tests {
         assert!(VisionHparams { select_layer: -2, ..tiny_vision() }.validate().is_ok());
         assert!(VisionHparams { image_size: 100, ..tiny_vision() }.validate().is_err());
     }
+
+    /// Issue #11 item 12: `-(n_layer as i32)` wrapped for 2^31 blocks, so select_layer −1 was
+    /// reported "outside the 2147483648 blocks".
+    #[test]
+    fn select_layer_bounds_do_not_wrap() {
+        assert!(VisionHparams { n_layer: 1 << 31, select_layer: -1, ..tiny_vision() }.validate().is_ok());
+        assert!(VisionHparams { n_layer: u32::MAX, select_layer: i32::MIN, ..tiny_vision() }.validate().is_ok());
+        let e = VisionHparams { n_layer: 3, select_layer: i32::MIN, ..tiny_vision() }.validate().unwrap_err();
+        assert!(e.contains("-2147483648 is outside the 3 blocks"), "{e}");
+    }
 }
