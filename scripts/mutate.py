@@ -228,6 +228,10 @@ def png(path):
     open(path, "wb").write(data)
 
 
+# An error message this long is a finding too (a file once made sail print 876 MB).
+MAX_STDERR = 16 << 10
+
+
 def classify(rc, err, timed_out):
     if timed_out:
         return "hang"
@@ -235,6 +239,8 @@ def classify(rc, err, timed_out):
         return "panic"
     if rc < 0:
         return "signal"
+    if len(err) > MAX_STDERR:
+        return "long-message"
     if rc == 0:
         return "ok"
     if rc == 1:
@@ -277,7 +283,7 @@ def main():
             rc = r.returncode
         except subprocess.TimeoutExpired:
             out, err_len, rc = "hang", 0, None
-        if out in ("signal", "panic", "hang") or out.startswith("exit"):
+        if out in ("signal", "panic", "hang", "long-message") or out.startswith("exit"):
             os.makedirs(a.keep, exist_ok=True)
             dest = os.path.join(a.keep, f"{kind}-{a.seed}-{i}.gguf")
             shutil.copy(p, dest)
@@ -299,7 +305,8 @@ def main():
     sig = sum(n for (k, o), n in counts.items() if o == "signal")
     pan = sum(n for (k, o), n in counts.items() if o == "panic")
     hang = sum(n for (k, o), n in counts.items() if o == "hang")
-    print(f"signals {sig}, panics {pan}, hangs {hang} (timeout {a.timeout:g} s); longest stderr {worst_stderr} bytes")
+    long = sum(n for (k, o), n in counts.items() if o == "long-message")
+    print(f"signals {sig}, panics {pan}, hangs {hang} (timeout {a.timeout:g} s); messages over {MAX_STDERR} bytes {long}, longest {worst_stderr}")
     sys.exit(1 if bad else 0)
 
 

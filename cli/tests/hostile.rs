@@ -407,3 +407,13 @@ fn mutation_script_smoke() {
     assert!(o.status.success(), "{out}{}", stderr(&o));
     assert!(out.contains("signals 0, panics 0, hangs 0"), "{out}");
 }
+
+/// Found by scripts/mutate.py: llama.cpp echoed a 70 kB `tokenizer.ggml.pre` from the file
+/// into the error message. Messages stay short whatever the file holds.
+#[test]
+fn a_long_value_from_a_file_does_not_flood_the_message() {
+    let (l, _) = pair("longvalue");
+    let bad = edited(&l, "pre.gguf", |e| set(e, TOK_PRE, Value::String("x".repeat(70_000))));
+    let e = fails(&sail(&["run", "-m", s(&bad), "-p", "hi", "-n", "1"]), 1, &["pre-tokenizer"]);
+    assert!(e.len() < 4096, "{} bytes of message", e.len());
+}

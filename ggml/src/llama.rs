@@ -61,6 +61,8 @@ fn fmt_log(log: &[String]) -> String {
 }
 
 static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Characters of one llama.cpp log line kept for an error message.
+const MAX_LOG_LINE: usize = 300;
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 unsafe extern "C" fn log_cb(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
@@ -76,7 +78,11 @@ unsafe extern "C" fn log_cb(level: sys::ggml_log_level, text: *const c_char, _us
     // and such lines would bury the reason a load failed.
     if level == sys::GGML_LOG_LEVEL_ERROR {
         if let Ok(mut l) = LOG.lock() {
-            let line = s.trim().to_string();
+            // bounded: llama.cpp echoes values from the file (a 70 kB pre-tokenizer name did)
+            let mut line: String = s.trim().chars().take(MAX_LOG_LINE).collect();
+            if line.len() < s.trim().len() {
+                line.push('…');
+            }
             if !line.is_empty() {
                 l.push(line);
                 let n = l.len();
@@ -668,6 +674,12 @@ mod tests {
             log_cb(sys::GGML_LOG_LEVEL_ERROR, error.as_ptr(), std::ptr::null_mut());
         }
         assert_eq!(take_log(), vec!["llama_model_load: error loading model: something broke".to_string()]);
+        // a value from a hostile file, echoed by llama.cpp, is cut short
+        let long = std::ffi::CString::new(format!("unknown pre-tokenizer type: '{}'", "x".repeat(70_000))).unwrap();
+        // SAFETY: as above.
+        unsafe { log_cb(sys::GGML_LOG_LEVEL_ERROR, long.as_ptr(), std::ptr::null_mut()) };
+        let kept = take_log();
+        assert!(kept[0].chars().count() <= MAX_LOG_LINE + 1 && kept[0].ends_with('…'), "{}", kept[0].len());
     }
 
     #[test]
