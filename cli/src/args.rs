@@ -4,8 +4,8 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use sail::cache::CacheParams;
 use sail::ggml::rpc::Endpoint;
-use sail::ggml::{SamplerError, SamplerParams};
-use sail::session::{GenerateParams, Model, ModelParams, PreparedImage, SailError, SessionParams};
+use sail::ggml::{SamplerError, SamplerParams, MAX_THREADS};
+use sail::session::{default_threads, GenerateParams, Model, ModelParams, PreparedImage, SailError, SessionParams};
 use sail::vision::decode::{ImageLimits, DEFAULT_MAX_PIXELS};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,8 +33,8 @@ pub(crate) struct ModelArgs {
     /// Vision file, if not the one named in the language file.
     #[arg(long)]
     pub(crate) mmproj: Option<PathBuf>,
-    /// CPU threads [default: all cores].
-    #[arg(short = 't', long)]
+    /// CPU threads, 1..=512 (ggml's limit) [default: all cores].
+    #[arg(short = 't', long, value_parser = parse_threads)]
     pub(crate) threads: Option<usize>,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "cpu")]
@@ -90,6 +90,15 @@ pub(crate) struct ModelArgs {
     pub(crate) no_repack: bool,
 }
 
+/// `--threads`: 1..=MAX_THREADS. ggml's thread tables have MAX_THREADS slots; above that it
+/// fails inside (an abort, or a crash at INT32_MAX).
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=MAX_THREADS as u64).contains(&n) => Ok(n as usize),
+        _ => Err(format!("expected a thread count in 1..={MAX_THREADS} (ggml's limit)")),
+    }
+}
+
 impl ModelArgs {
     /// The image budget from `--max-pixels`, handed to the decoder and the tiler alike.
     pub(crate) fn limits(&self) -> ImageLimits {
@@ -97,7 +106,7 @@ impl ModelArgs {
     }
 
     pub(crate) fn threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4))
+        self.threads.unwrap_or_else(default_threads)
     }
 
     pub(crate) fn load(&self) -> Result<Arc<Model>> {
@@ -155,7 +164,8 @@ impl ModelArgs {
             image_cache,
             ..Default::default()
         };
-        Ok(Arc::new(Model::load(&self.model, &p).with_context(|| format!("loading {}", self.model.display()))?))
+        // every load error names its file already
+        Ok(Arc::new(Model::load(&self.model, &p)?))
     }
 
     pub(crate) fn session_params(&self, model: &Model, n_ctx: Option<u32>, system: Option<String>) -> SessionParams {
@@ -288,6 +298,20 @@ impl SamplingArgs {
             think,
         }
     }
+}
+
+/// `-n` against the context before any image is decoded; the session checks the exact sum
+/// (prompt + images + `-n`) before any compute.
+pub(crate) fn check_n_predict(n_predict: usize, ctx: Option<u32>, model: &Model) -> Result<()> {
+    let train = model.info.hp.n_ctx_train;
+    let (limit, why) = match ctx {
+        Some(c) if c < train => (c, "--ctx"),
+        _ => (train, "the model's training context"),
+    };
+    if n_predict >= limit as usize {
+        bail!("-n {n_predict} asks for more tokens than the context allows ({limit} positions: {why}); use a smaller -n");
+    }
+    Ok(())
 }
 
 /// Decodes and tiles one image file under the `--max-pixels` budget.

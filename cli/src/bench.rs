@@ -24,15 +24,15 @@ pub(crate) struct BenchArgs {
     /// Image to encode [default: synthetic tiles].
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Synthetic tiles to encode when no --image is given.
-    #[arg(long, default_value_t = 2)]
-    tiles: usize,
-    /// Prompt tokens for the prefill measurement.
-    #[arg(long = "prompt-tokens", default_value_t = 256)]
-    prompt_tokens: usize,
-    /// Tokens to generate for the decode measurement.
-    #[arg(long = "gen-tokens", default_value_t = 32)]
-    gen_tokens: usize,
+    /// Synthetic tiles to encode when no --image is given (1..=64).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    tiles: u16,
+    /// Prompt tokens for the prefill measurement (at most the model's context).
+    #[arg(long = "prompt-tokens", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    prompt_tokens: u32,
+    /// Tokens to generate for the decode measurement (prompt + these fit the context).
+    #[arg(long = "gen-tokens", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    gen_tokens: u32,
     /// Skip the per-tile vision measurement (the first-token path still runs with --image).
     #[arg(long = "no-vision")]
     no_vision: bool,
@@ -58,6 +58,12 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let load_bytes = sail::ggml::rpc::traffic();
     let load_cpu_ms = (cpu_seconds() - cpu) * 1e3;
     let load_buffers = sail::ggml::take_buffer_reports();
+    let (tiles, prompt_tokens, gen_tokens) = (a.tiles as usize, a.prompt_tokens as usize, a.gen_tokens as usize);
+    let n_ctx = model.info.hp.n_ctx_train as usize;
+    // both runs use prompt + generated positions (+ the chat template's): refused before any work
+    if prompt_tokens.saturating_add(gen_tokens).saturating_add(64) > n_ctx {
+        anyhow::bail!("--prompt-tokens {prompt_tokens} + --gen-tokens {gen_tokens} do not fit the model's context of {n_ctx}");
+    }
     let mut report = json!({
         "model": a.model.model.display().to_string(),
         "description": model.llm.desc(),
@@ -78,7 +84,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
             }
             None => {
                 let per = 3 * (hp.image_size * hp.image_size) as usize;
-                ((0..per * a.tiles).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect(), a.tiles)
+                ((0..per * tiles).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect(), tiles)
             }
         };
         enc.encode(&pixels[..3 * (hp.image_size * hp.image_size) as usize], 1, model.vision_memory_budget)?; // warm-up
@@ -104,17 +110,21 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
 
     // ---- language model: sail's session between two runs of llama.cpp alone (A/B/A, so a
     // change in machine load shows up as a gap between the two baseline runs) ----
-    let text = "The quick brown fox jumps over the lazy dog. ".repeat(a.prompt_tokens / 8 + 2);
-    let mut ids = model.llm.tokenize(&text, false);
-    ids.truncate(a.prompt_tokens);
-    let prompt = String::from_utf8_lossy(&ids.iter().flat_map(|&t| model.llm.token_bytes(t, false)).collect::<Vec<u8>>()).into_owned();
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(prompt_tokens / 8 + 2);
+    let mut ids = model.llm.tokenize(&text, false)?;
+    ids.truncate(prompt_tokens);
+    let mut bytes = Vec::new();
+    for &t in &ids {
+        bytes.extend(model.llm.token_bytes(t, false)?);
+    }
+    let prompt = String::from_utf8_lossy(&bytes).into_owned();
     let sp = a.model.session_params(&model, None, None);
-    let base1 = llama_alone(&model, &ids, a.gen_tokens, threads, sp.kv_f32)?;
+    let base1 = llama_alone(&model, &ids, gen_tokens, threads, sp.kv_f32)?;
     let mut s = Session::new(model.clone(), sp.clone());
-    let gp = GenerateParams { n_predict: a.gen_tokens, ignore_eos: true, ..Default::default() };
+    let gp = GenerateParams { n_predict: gen_tokens, ignore_eos: true, ..Default::default() };
     let g = s.generate(&prompt, &gp, |_, _| true)?;
     drop(s);
-    let base2 = llama_alone(&model, &ids, a.gen_tokens, threads, sp.kv_f32)?;
+    let base2 = llama_alone(&model, &ids, gen_tokens, threads, sp.kv_f32)?;
     report["sail"] = json!({
         "prompt_tokens": g.prompt_token_ids.len(), "prefill_ms": g.timings.prefill_ms, "prefill_tok_s": g.timings.prefill_tok_s(),
         "gen_tokens": g.tokens.len(), "decode_ms": g.timings.decode_ms, "decode_tok_s": g.timings.decode_tok_s(),
@@ -199,7 +209,7 @@ fn repack_ab(a: &BenchArgs, model: &Arc<Model>, ids: &[i32], rounds: usize, thre
     let (t, cpu) = (Instant::now(), cpu_seconds());
     let other = Arc::new(LlamaModel::load(&a.model.model, &LlamaParams { repack: !repack, ..Default::default() })?);
     let other_load = (t.elapsed().as_secs_f64() * 1e3, (cpu_seconds() - cpu) * 1e3);
-    let r = alternate(&model.llm, &other, ids, a.gen_tokens, rounds.max(1), threads, kv_f32)?;
+    let r = alternate(&model.llm, &other, ids, a.gen_tokens as usize, rounds.max(1), threads, kv_f32)?;
     // columns of r: this model's prefill, decode, then the other's
     let (on, off) = if repack { (0, 2) } else { (2, 0) };
     let col = |i: usize| r.iter().map(|x| x[i]).collect::<Vec<f64>>();

@@ -1,6 +1,6 @@
 //! `sail chat`: an interactive conversation whose history stays in the KV cache.
 
-use crate::args::{prepare, ModelArgs, SamplingArgs};
+use crate::args::{check_n_predict, prepare, ModelArgs, SamplingArgs};
 use crate::STOP;
 use anyhow::Result;
 use clap::Args;
@@ -27,6 +27,7 @@ pub(crate) struct ChatArgs {
 pub(crate) fn chat(a: ChatArgs) -> Result<()> {
     let gp = a.sampling.checked(a.think)?;
     let model = a.model.load()?;
+    check_n_predict(gp.n_predict, Some(a.ctx), &model)?;
     let mut session = Session::new(model.clone(), a.model.session_params(&model, Some(a.ctx), a.system.clone()));
     eprintln!("sail chat: type a question; /image PATH attaches an image, /reset forgets, /exit quits.");
     let stdin = std::io::stdin();

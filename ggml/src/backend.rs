@@ -2,6 +2,8 @@
 //! graph across them, and weight buffers — on the CPU, straight over the file mapping.
 
 use super::graph::{Context, Graph, GraphError, Tensor};
+use super::llama::MAX_THREADS;
+use super::shim;
 use super::sys;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
@@ -19,6 +21,18 @@ pub enum BackendError {
     Compute { device: String, status: i32 },
     #[error(transparent)]
     Graph(#[from] GraphError),
+    #[error("thread count {0} is outside 1..={MAX_THREADS}")]
+    Threads(usize),
+    #[error("{what}: ggml raised an exception: {message}")]
+    Exception { what: &'static str, message: String },
+}
+
+fn threads(n: usize) -> Result<i32, BackendError> {
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(BackendError::Threads(n))
+    }
 }
 
 /// The kind of a ggml device.
@@ -107,11 +121,12 @@ unsafe impl Send for Backend {}
 impl Backend {
     /// The CPU backend with `n_threads` threads.
     pub fn cpu(n_threads: usize) -> Result<Backend, BackendError> {
+        let n = threads(n_threads)?;
         // SAFETY: creates a new CPU backend, freed in Drop.
         let p = unsafe { sys::ggml_backend_cpu_init() };
         let ptr = NonNull::new(p).ok_or_else(|| BackendError::Init("CPU".into()))?;
-        // SAFETY: ptr is a CPU backend.
-        unsafe { sys::ggml_backend_cpu_set_n_threads(ptr.as_ptr(), n_threads.max(1) as i32) };
+        // SAFETY: ptr is a CPU backend; n within ggml's thread limit.
+        unsafe { sys::ggml_backend_cpu_set_n_threads(ptr.as_ptr(), n) };
         Ok(Backend { ptr, name: "CPU".into(), is_cpu: true })
     }
 
@@ -140,11 +155,13 @@ impl Backend {
         self.is_cpu
     }
 
-    pub fn set_threads(&mut self, n: usize) {
+    pub fn set_threads(&mut self, n: usize) -> Result<(), BackendError> {
+        let n = threads(n)?;
         if self.is_cpu {
-            // SAFETY: ptr is a CPU backend.
-            unsafe { sys::ggml_backend_cpu_set_n_threads(self.ptr.as_ptr(), n.max(1) as i32) };
+            // SAFETY: ptr is a CPU backend; n within ggml's thread limit.
+            unsafe { sys::ggml_backend_cpu_set_n_threads(self.ptr.as_ptr(), n) };
         }
+        Ok(())
     }
 
     pub(crate) fn raw(&self) -> *mut sys::ggml_backend {
@@ -272,33 +289,31 @@ impl Executor {
         &self.backends[0]
     }
 
-    pub fn set_threads(&mut self, n: usize) {
-        for b in &mut self.backends {
-            b.set_threads(n);
-        }
+    pub fn set_threads(&mut self, n: usize) -> Result<(), BackendError> {
+        self.backends.iter_mut().try_for_each(|b| b.set_threads(n))
     }
 
     /// Allocates the graph's intermediates (reusing the buffers of earlier graphs); inputs can
     /// then be set, and [`Self::compute`] run.
     pub fn alloc(&mut self, g: &Graph<'_>) -> Result<(), BackendError> {
-        // SAFETY: resets previous allocations (a different graph may follow) then allocates.
-        let ok = unsafe {
-            sys::ggml_backend_sched_reset(self.sched.as_ptr());
-            sys::ggml_backend_sched_alloc_graph(self.sched.as_ptr(), g.raw())
-        };
-        if !ok {
-            return Err(BackendError::Alloc { what: "graph".into(), bytes: 0, device: self.names.clone() });
+        // SAFETY: resets previous allocations (a different graph may follow) then allocates;
+        // through the shim, an exception comes back as −1.
+        match unsafe { shim::sail_shim_sched_alloc_graph(self.sched.as_ptr(), g.raw()) } {
+            1 => Ok(()),
+            0 => Err(BackendError::Alloc { what: "graph".into(), bytes: 0, device: self.names.clone() }),
+            _ => Err(BackendError::Exception { what: "ggml_backend_sched_alloc_graph", message: shim::last_exception() }),
         }
-        Ok(())
     }
 
     pub fn compute(&mut self, g: &Graph<'_>) -> Result<(), BackendError> {
-        // SAFETY: the graph was allocated by this scheduler (alloc) and its inputs set.
-        let st = unsafe { sys::ggml_backend_sched_graph_compute(self.sched.as_ptr(), g.raw()) };
-        if st != sys::GGML_STATUS_SUCCESS {
-            return Err(BackendError::Compute { device: self.names.clone(), status: st as i32 });
+        // SAFETY: the graph was allocated by this scheduler (alloc) and its inputs set; through
+        // the shim, an exception comes back as a status.
+        let st = unsafe { shim::sail_shim_sched_graph_compute(self.sched.as_ptr(), g.raw()) };
+        match st {
+            sys::GGML_STATUS_SUCCESS => Ok(()),
+            shim::EXCEPTION => Err(BackendError::Exception { what: "ggml_backend_sched_graph_compute", message: shim::last_exception() }),
+            s => Err(BackendError::Compute { device: self.names.clone(), status: s }),
         }
-        Ok(())
     }
 
     /// Number of backend splits of the last graph (1 when it ran on one device).

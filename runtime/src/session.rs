@@ -21,9 +21,9 @@ use crate::vision::{decode, preprocess};
 use sail_format::gguf::{GgufError, GgufFile};
 use sail_format::keys::*;
 use sail_format::template as tpl;
-use sail_format::{HparamsError, LlmHparams};
+use sail_format::{validate, HparamsError, LlmHparams, ValidationError};
 use sail_ggml::rpc::{Endpoint, RpcError};
-use sail_ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerError, SamplerParams};
+use sail_ggml::{ContextParams, LlamaContext, LlamaError, LlamaModel, Sampler, SamplerError, SamplerParams, MAX_THREADS};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +37,8 @@ pub enum SailError {
     #[error(transparent)]
     Hparams(#[from] HparamsError),
     #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
     Vision(#[from] VisionError),
     #[error(transparent)]
     Llama(#[from] LlamaError),
@@ -44,8 +46,10 @@ pub enum SailError {
     Image(#[from] PreprocessError),
     #[error("{model}: no vision file ({why}); this model can only take text. Convert with sail-convert or pass --mmproj")]
     NoVision { model: PathBuf, why: String },
-    #[error("the prompt needs {prompt} tokens ({images} of them image tokens) plus {n_predict} to generate = {total}, but the context allows {limit} ({why}); use fewer/smaller images (--max-tiles), a shorter prompt, a smaller -n, or a larger --ctx")]
-    PromptTooLong { prompt: usize, images: usize, n_predict: usize, total: usize, limit: usize, why: &'static str },
+    #[error("the prompt needs {prompt} tokens ({images} of them image tokens) plus {n_predict} to generate = {}, but the context allows {limit} ({why}); use fewer/smaller images (--max-tiles), a shorter prompt, a smaller -n, or a larger --ctx", total_text(*.total))]
+    PromptTooLong { prompt: usize, images: usize, n_predict: usize, total: Option<usize>, limit: usize, why: &'static str },
+    #[error("{what} {got} is outside {min}..={max}")]
+    OutOfRange { what: &'static str, got: usize, min: usize, max: usize },
     #[error("invalid sampling parameters: {0}")]
     Sampler(#[from] SamplerError),
     #[error(transparent)]
@@ -62,11 +66,21 @@ pub enum SailError {
     Cache(#[from] CacheError),
 }
 
+fn total_text(t: Option<usize>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| "more than the address space".into())
+}
+
+/// The default thread count: the machine's cores, within ggml's limit.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4).clamp(1, MAX_THREADS)
+}
+
 /// How to load a model pair.
 #[derive(Debug, Clone)]
 pub struct ModelParams {
     /// Vision file; default: the one the language file names (`sail.mmproj`), beside it.
     pub mmproj: Option<PathBuf>,
+    /// CPU threads, 1..=[`MAX_THREADS`].
     pub n_threads: usize,
     /// ggml device for the vision encoder (None = CPU).
     pub vision_device: Option<String>,
@@ -93,7 +107,7 @@ impl Default for ModelParams {
     fn default() -> Self {
         ModelParams {
             mmproj: None,
-            n_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
+            n_threads: default_threads(),
             vision_device: None,
             n_gpu_layers: 0,
             rpc: Vec::new(),
@@ -144,9 +158,10 @@ pub struct Model {
     encoded_tiles: AtomicU64,
 }
 
-fn meta_u32(f: &GgufFile, key: &str, problems: &mut Vec<String>) -> i32 {
-    match f.get(key).and_then(|v| v.as_i64()) {
-        Some(v) => v as i32,
+/// A token id the validator has placed inside the vocabulary (which fits an i32).
+fn meta_id(f: &GgufFile, key: &str, problems: &mut Vec<String>) -> i32 {
+    match f.get(key).and_then(|v| v.as_i64()).and_then(|v| i32::try_from(v).ok()) {
+        Some(v) => v,
         None => {
             problems.push(format!("{key} is missing"));
             0
@@ -155,28 +170,35 @@ fn meta_u32(f: &GgufFile, key: &str, problems: &mut Vec<String>) -> i32 {
 }
 
 impl Model {
+    /// Loads a model pair. Both files are opened without blocking (regular files only) and
+    /// validated completely before llama.cpp or ggml sees them.
     pub fn load(path: &Path, params: &ModelParams) -> Result<Model, SailError> {
         let t0 = Instant::now();
+        if !(1..=MAX_THREADS).contains(&params.n_threads) {
+            return Err(SailError::OutOfRange { what: "thread count", got: params.n_threads, min: 1, max: MAX_THREADS });
+        }
         let f = GgufFile::open(path)?;
-        let hp = LlmHparams::from_gguf(&f)?;
+        let hp = validate::language(&f)?;
         let mut problems = Vec::new();
         let info = ModelInfo {
             path: path.to_path_buf(),
             template: f.get(SAIL_TEMPLATE).and_then(|v| v.as_str()).unwrap_or(tpl::TEMPLATE_NAME).to_string(),
             system_prompt: f.get(SAIL_SYSTEM_PROMPT).and_then(|v| v.as_str()).unwrap_or(tpl::DEFAULT_SYSTEM_PROMPT).to_string(),
             think_prompt: f.get(SAIL_THINK_PROMPT).and_then(|v| v.as_str()).unwrap_or(tpl::THINK_PROMPT).to_string(),
-            img_start: meta_u32(&f, SAIL_TOKEN_IMG_START, &mut problems),
-            img_end: meta_u32(&f, SAIL_TOKEN_IMG_END, &mut problems),
-            img_context: meta_u32(&f, SAIL_TOKEN_IMG_CONTEXT, &mut problems),
+            img_start: meta_id(&f, SAIL_TOKEN_IMG_START, &mut problems),
+            img_end: meta_id(&f, SAIL_TOKEN_IMG_END, &mut problems),
+            img_context: meta_id(&f, SAIL_TOKEN_IMG_CONTEXT, &mut problems),
             im_start: -1,
             im_end: -1,
-            tokens_per_tile: meta_u32(&f, SAIL_TOKENS_PER_TILE, &mut problems) as usize,
+            tokens_per_tile: meta_id(&f, SAIL_TOKENS_PER_TILE, &mut problems) as usize,
             f32_weights: f.get(GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0),
             hp,
         };
         if !problems.is_empty() {
             return Err(HparamsError::Keys { file: path.to_path_buf(), problems }.into());
         }
+        // a bare file name (the validator refused anything else), so it can only name a
+        // file beside the language file
         let named = f.get(SAIL_MMPROJ).and_then(|v| v.as_str()).map(|n| path.with_file_name(n));
         drop(f);
         let (vision_path, vision_missing) = match (&params.mmproj, named) {
@@ -199,7 +221,7 @@ impl Model {
             },
         )?);
         let mut info = info;
-        let control = |token: &'static str| match llm.tokenize(token, true)[..] {
+        let control = |token: &'static str| match llm.tokenize(token, true)?[..] {
             [id] => Ok(id),
             _ => Err(SailError::ControlToken { model: path.to_path_buf(), token }),
         };
@@ -430,7 +452,7 @@ pub struct SessionParams {
     /// Context positions; 0 = what the first request needs (prompt + n_predict).
     pub n_ctx: u32,
     pub n_batch: u32,
-    /// 0 = the model's thread count.
+    /// 0 = the model's thread count; else 1..=[`MAX_THREADS`].
     pub n_threads: usize,
     /// f32 KV cache (exact parity with the reference); f16 halves its memory.
     pub kv_f32: bool,
@@ -674,12 +696,13 @@ impl Session {
                     push_tokens(&mut segs, vec![id]);
                 }
                 Part::Text(t) => {
-                    let toks = self.model.llm.tokenize(t, self.params.parse_special);
+                    let toks = self.model.llm.tokenize(t, self.params.parse_special)?;
                     ids.extend_from_slice(&toks);
                     push_tokens(&mut segs, toks);
                 }
                 Part::Image(k) => {
-                    let n = self.images[*k].tiles * info.tokens_per_tile;
+                    let n = self.images[*k].tiles.saturating_mul(info.tokens_per_tile);
+                    ids.try_reserve(n).map_err(|_| SailError::OutOfRange { what: "image tokens", got: n, min: 0, max: ids.capacity() })?;
                     ids.extend(std::iter::repeat_n(info.img_context, n));
                     segs.push(Segment::Image(*k));
                 }
@@ -703,19 +726,24 @@ impl Session {
         })
     }
 
-    fn ensure_context(&mut self, needed: usize, n_predict: usize, image_tokens: usize, prompt: usize) -> Result<(), SailError> {
-        let train = self.model.info.hp.n_ctx_train as usize;
+    /// `needed`: positions in use after this turn, None when that count overflows.
+    fn ensure_context(&mut self, needed: Option<usize>, n_predict: usize, image_tokens: usize, prompt: usize) -> Result<(), SailError> {
+        // positions are i32 in llama.cpp
+        let train = (self.model.info.hp.n_ctx_train as usize).min(i32::MAX as usize);
         let (limit, why) = match (&self.ctx, self.params.n_ctx) {
             (Some(c), _) => (c.n_ctx() as usize, "the session's context (--ctx)"),
             (None, 0) => (train, "the model's training context"),
             (None, n) => ((n as usize).min(train), "--ctx"),
         };
-        if needed > limit {
+        let Some(needed) = needed.filter(|&n| n <= limit) else {
             return Err(SailError::PromptTooLong { prompt, images: image_tokens, n_predict, total: needed, limit, why });
-        }
+        };
         if self.ctx.is_none() {
             let n_ctx = if self.params.n_ctx == 0 { needed.div_ceil(256) * 256 } else { self.params.n_ctx as usize }.min(train);
             let threads = if self.params.n_threads == 0 { self.model.n_threads } else { self.params.n_threads };
+            if threads > MAX_THREADS {
+                return Err(SailError::OutOfRange { what: "thread count", got: threads, min: 1, max: MAX_THREADS });
+            }
             let n_batch = if self.params.n_batch == 0 { 512 } else { self.params.n_batch };
             self.ctx = Some(LlamaContext::new(
                 self.model.llm.clone(),
@@ -802,8 +830,9 @@ impl Session {
     ) -> Result<Generation, SailError> {
         let (segs, ids) = self.tokenize(prompt)?;
         let tiles: usize = self.images.iter().map(|i| i.tiles).sum();
-        let image_tokens = tiles * self.model.info.tokens_per_tile;
-        let needed = base as usize + ids.len() + gp.n_predict;
+        let image_tokens = tiles.saturating_mul(self.model.info.tokens_per_tile);
+        // checked: `-n 18446744073709551615` once wrapped this sum and ran until the cache filled
+        let needed = (base as usize).checked_add(ids.len()).and_then(|n| n.checked_add(gp.n_predict));
         self.ensure_context(needed, gp.n_predict, image_tokens, ids.len())?;
         let mut timings = Timings { load_ms: self.model.load_ms, ..Default::default() };
 
@@ -903,10 +932,10 @@ impl Session {
 
         // 3. sample
         let t = Instant::now();
-        let mut sampler = Sampler::new(&gp.sampler, self.model.llm.n_vocab());
+        let mut sampler = Sampler::new(&gp.sampler, self.model.llm.n_vocab())?;
         for &id in &ids {
             if id != self.model.info.img_context {
-                sampler.accept(id);
+                sampler.accept(id)?;
             }
         }
         let mut tokens = Vec::new();
@@ -914,7 +943,7 @@ impl Session {
         let mut utf8 = Utf8Stream::default();
         let mut stop = StopReason::Length;
         while tokens.len() < gp.n_predict {
-            let tok = sampler.sample(ctx);
+            let tok = sampler.sample(ctx)?;
             let eog = self.model.llm.is_eog(tok);
             if eog && !gp.ignore_eos {
                 // keep <|im_end|> in the cache so the next turn follows a closed reply
@@ -925,7 +954,7 @@ impl Session {
                 break;
             }
             tokens.push(tok);
-            let piece = utf8.push(&self.model.llm.token_bytes(tok, false));
+            let piece = utf8.push(&self.model.llm.token_bytes(tok, false)?);
             text.push_str(&piece);
             let go_on = on_token(tok, &piece);
             let more = tokens.len() < gp.n_predict && go_on;

@@ -58,7 +58,8 @@ impl ApiError {
             SailError::PromptTooLong { prompt, images, n_predict, total, limit, .. } => ApiError::bad(
                 "messages",
                 format!(
-                    "the prompt needs {prompt} tokens ({images} of them image tokens) plus max_tokens {n_predict} = {total}, but the context holds {limit}; send fewer or smaller images, a shorter history or a smaller max_tokens"
+                    "the prompt needs {prompt} tokens ({images} of them image tokens) plus max_tokens {n_predict} = {}, but the context holds {limit}; send fewer or smaller images, a shorter history or a smaller max_tokens",
+                    total.map_or_else(|| "more than can be counted".to_string(), |t| t.to_string())
                 ),
             )
             .code("context_length_exceeded"),

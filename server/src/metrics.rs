@@ -90,8 +90,14 @@ impl Metrics {
         metric("sail_prefill_milliseconds_total", "counter", "Time spent computing prompts.", &ms(&self.prefill_us));
         metric("sail_decode_milliseconds_total", "counter", "Time spent generating tokens.", &ms(&self.decode_us));
         if let Some(c) = g.image_cache {
-            let hits = [("{where=\"memory\"}".to_string(), c.memory_hits.to_string()), ("{where=\"disk\"}".to_string(), c.disk_hits.to_string())];
-            metric("sail_image_cache_hits_total", "counter", "Images served from the embedding cache (no decoding, tiling or encoding).", &hits);
+            let hits =
+                [("{where=\"memory\"}".to_string(), c.memory_hits.to_string()), ("{where=\"disk\"}".to_string(), c.disk_hits.to_string())];
+            metric(
+                "sail_image_cache_hits_total",
+                "counter",
+                "Images served from the embedding cache (no decoding, tiling or encoding).",
+                &hits,
+            );
             metric("sail_image_cache_misses_total", "counter", "Images that had to be encoded.", &one(c.misses));
         }
         metric("sail_model_ready", "gauge", "1 once the model is loaded.", &one(g.ready as u64));

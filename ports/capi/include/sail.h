@@ -91,8 +91,31 @@
  * `*err` (err may be NULL). NULL handles and NULL required pointers give
  * SAIL_ERR_INVALID_ARGUMENT. Every failure also stores a message for sail_last_error_message().
  * No Rust panic ever crosses this interface: an internal panic becomes SAIL_ERR_INTERNAL (a
- * session whose call panicked answers SAIL_ERR_INTERNAL until sail_session_reset()).
- * The token callback must return normally: it must not longjmp or throw a C++ exception out.
+ * session whose call panicked answers SAIL_ERR_INTERNAL until sail_session_reset()). No C++
+ * exception from llama.cpp or ggml crosses it either: such an exception becomes
+ * SAIL_ERR_GENERATION_FAILED (or SAIL_ERR_BAD_MODEL while loading) with its message.
+ *
+ * HOSTILE INPUT
+ * -------------
+ * Model files, images, prompts and parameter values may come from anyone. Model files are opened
+ * without blocking (only regular files: a FIFO or device is refused) and validated completely
+ * before llama.cpp or ggml sees them; a file that does not fit gives SAIL_ERR_BAD_MODEL with a
+ * message naming the key or tensor. Images are checked from their header and decoded under the
+ * session's max_pixels with fallible allocation. Prompt and system text never become control or
+ * image tokens unless parse_special is set. Out-of-range values give SAIL_ERR_INVALID_ARGUMENT
+ * (e.g. n_threads outside 0..SAIL_MAX_THREADS, repeat_last_n outside 0..65536) or
+ * SAIL_ERR_CONTEXT_FULL (n_predict beyond the context).
+ *
+ * WHAT STAYS UNDEFINED
+ * --------------------
+ * C cannot check these, so they remain undefined behaviour: freeing a handle twice or using it
+ * after freeing; a string that is not NUL-terminated or a buffer shorter than the length passed;
+ * a params struct or handle pointer that does not point to what its type says; a token callback
+ * that does not return normally (longjmp, a C++ exception thrown through sail, ending its
+ * thread); calling sail from a signal handler; freeing a session while another thread is inside
+ * a call on it; truncating or rewriting a model file while it is loaded (it is memory-mapped:
+ * the process gets SIGBUS); replacing a model file between sail's validation and llama.cpp's own
+ * open of it (a race only someone with write access to that folder can run).
  */
 #ifndef SAIL_H
 #define SAIL_H
@@ -121,6 +144,11 @@ enum sail_status_code {
     SAIL_ERR_RPC = 10              /* an RPC server did not answer, or speaks another protocol version */
 };
 
+/* Limits of parameter values. */
+enum sail_limits {
+    SAIL_MAX_THREADS = 512 /* most CPU threads (ggml's limit) */
+};
+
 /* KV cache element type (sail_session_params.kv_type). */
 enum sail_kv_type {
     SAIL_KV_AUTO = 0, /* f32 for an f32 model file (exact parity), else f16; as the `sail` CLI */
@@ -143,7 +171,7 @@ typedef struct sail_session sail_session; /* KV cache + images: one thread at a 
 struct sail_model_params {
     const char *mmproj_path;   /* vision file; NULL: the one the model file names, beside it */
     const char *vision_device; /* ggml device for the vision tower ("Vulkan0", "CUDA0"); NULL or "CPU": CPU */
-    int32_t n_threads;         /* CPU threads; 0: all cores */
+    int32_t n_threads;         /* CPU threads, 1..SAIL_MAX_THREADS; 0: all cores (at most SAIL_MAX_THREADS) */
     int32_t n_gpu_layers;      /* language-model layers on the GPU backend; 0: none, -1: all */
     bool use_mmap;             /* map the model file instead of reading it (default true) */
     bool verbose;              /* llama.cpp/ggml log to stderr (default false; process-wide) */
@@ -165,7 +193,7 @@ struct sail_session_params {
     uint64_t max_pixels;       /* refuse larger images (checked before decoding); 0: 1<<26 */
     uint32_t n_ctx;            /* context positions; 0: what the first request needs */
     uint32_t n_batch;          /* prompt batch size; 0: 512 */
-    int32_t n_threads;         /* 0: the model's thread count */
+    int32_t n_threads;         /* 1..SAIL_MAX_THREADS; 0: the model's thread count */
     int32_t max_tiles;         /* tiles per image; 0: the model's max_dynamic_patch; 1: one tile, no thumbnail */
     int32_t kv_type;           /* enum sail_kv_type; default SAIL_KV_AUTO */
     bool parse_special;        /* false (default): prompt and system text stay text, so a typed
@@ -179,7 +207,7 @@ struct sail_generate_params {
     float top_p;            /* 1: off; must be in (0, 1] */
     float min_p;            /* 0: off; must be in [0, 1] */
     float repeat_penalty;   /* 1: off; must be > 0 */
-    int32_t repeat_last_n;  /* window of the repeat penalty (default 64) */
+    int32_t repeat_last_n;  /* window of the repeat penalty, 0..65536 (default 64) */
     uint32_t seed;          /* sampling seed (default 0) */
     bool ignore_eos;        /* keep generating past <|im_end|> until n_predict (default false) */
     bool think;             /* ask Thinking variants for <think>...</think> reasoning (default false) */

@@ -14,6 +14,10 @@
 //!   the session's own token callback.
 //! * The exports are the only `unsafe` outside `sail::ggml`: raw pointers are unavoidable at
 //!   this boundary, and each block states what the caller guarantees.
+//! * Values a host passes are range-checked here or by the library before anything reaches
+//!   llama.cpp (thread counts, sampling windows, context sizes), and the llama.cpp calls that
+//!   can throw a C++ exception go through `sail-ggml`'s try/catch shim, so neither a Rust panic
+//!   nor a C++ exception ever reaches the host.
 //!
 //! `tests/header_sync.rs` keeps `sail.h` and the `#[no_mangle]` items here in step.
 
@@ -22,7 +26,7 @@
 use sail::cache::{self, CacheParams};
 use sail::format::gguf::GgufError;
 use sail::ggml::rpc::RpcError;
-use sail::ggml::{LlamaError, SamplerParams};
+use sail::ggml::{LlamaError, SamplerParams, MAX_THREADS};
 use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
 use sail::vision::decode::{self, ImageLimits, PreprocessError, DEFAULT_MAX_PIXELS};
 use std::cell::RefCell;
@@ -45,6 +49,10 @@ pub const SAIL_ERR_GENERATION_FAILED: sail_status = 7;
 pub const SAIL_ERR_BUSY: sail_status = 8;
 pub const SAIL_ERR_INTERNAL: sail_status = 9;
 pub const SAIL_ERR_RPC: sail_status = 10;
+
+/// The most CPU threads (ggml's `GGML_MAX_N_THREADS`).
+pub const SAIL_MAX_THREADS: i32 = 512;
+const _: () = assert!(SAIL_MAX_THREADS as usize == MAX_THREADS);
 
 pub const SAIL_KV_AUTO: i32 = 0;
 pub const SAIL_KV_F16: i32 = 1;
@@ -194,20 +202,20 @@ fn not_found(e: &std::io::Error) -> bool {
 
 fn status_of(e: &SailError, phase: Phase) -> sail_status {
     match e {
-        SailError::Gguf(GgufError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
-        SailError::Gguf(_) | SailError::Hparams(_) => SAIL_ERR_BAD_MODEL,
+        SailError::Gguf(GgufError::Io { error, .. }) if not_found(error) => SAIL_ERR_FILE_NOT_FOUND,
+        SailError::Gguf(_) | SailError::Hparams(_) | SailError::Invalid(_) => SAIL_ERR_BAD_MODEL,
         SailError::Vision(_) if phase == Phase::Load => SAIL_ERR_BAD_MODEL,
         SailError::Vision(_) => SAIL_ERR_GENERATION_FAILED,
         SailError::Llama(LlamaError::Load { .. }) => SAIL_ERR_BAD_MODEL,
         SailError::Llama(LlamaError::ContextFull { .. }) | SailError::PromptTooLong { .. } => SAIL_ERR_CONTEXT_FULL,
         SailError::Llama(LlamaError::NoDevice { .. } | LlamaError::TensorSplit { .. }) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Llama(_) => SAIL_ERR_GENERATION_FAILED,
-        SailError::Image(PreprocessError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
+        SailError::Image(PreprocessError::Io { error, .. }) if not_found(error) => SAIL_ERR_FILE_NOT_FOUND,
         SailError::Image(PreprocessError::InvalidConfig(_)) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Image(_) => SAIL_ERR_BAD_IMAGE,
         SailError::NoVision { .. } => SAIL_ERR_NO_VISION,
         SailError::Sampler(_) => SAIL_ERR_INVALID_ARGUMENT,
-        SailError::Prompt(_) | SailError::MixedMedia => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::Prompt(_) | SailError::MixedMedia | SailError::OutOfRange { .. } => SAIL_ERR_INVALID_ARGUMENT,
         SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
         SailError::Rpc(RpcError::BadEndpoint { .. }) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Rpc(_) => SAIL_ERR_RPC,
@@ -352,8 +360,13 @@ fn lock(s: &sail_session) -> Result<MutexGuard<'_, SessionState>, Failure> {
     }
 }
 
+/// A thread count: 0 (the default) or 1..=MAX_THREADS (ggml's limit; INT32_MAX used to crash
+/// the host inside ggml).
 fn threads(n: i32, what: &str) -> Result<usize, Failure> {
-    usize::try_from(n).map_err(|_| Failure::invalid(format!("{what} {n} is negative (0 means the default)")))
+    match usize::try_from(n) {
+        Ok(n) if n <= MAX_THREADS => Ok(n),
+        _ => Err(Failure::invalid(format!("{what} {n} is outside 0..={MAX_THREADS} (0 means the default)"))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -80,12 +80,10 @@ const MEMORY_NAME: &str = "<memory>";
 /// its source (`file`: the path, or `<memory>`).
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
-    #[error("{file}: cannot read image: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message and deliberately not a `source`: printed with its
+    // chain, it would appear twice.
+    #[error("{file}: cannot read image: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}: the file is empty")]
     Empty { file: String },
     #[error("{file}: unsupported image format ({detail}); supported: JPEG, PNG, WebP, BMP, GIF")]
@@ -321,16 +319,20 @@ pub fn load_image(path: &Path, limits: ImageLimits) -> Result<DecodedImage, Prep
 pub fn read_image_file(path: &Path, limits: ImageLimits) -> Result<Vec<u8>, PreprocessError> {
     let max_pixels = limits.max_pixels;
     let file = path.display().to_string();
-    let io_err = |source| PreprocessError::Io { file: file.clone(), source };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
-    }
+    let io_err = |error| PreprocessError::Io { file: file.clone(), error };
+    // a regular file, opened without blocking (a FIFO is refused, not waited on)
+    let f = sail_format::files::open_input(path).map_err(io_err)?;
+    let len = f.metadata().map_err(io_err)?.len();
     let cap = max_file_bytes(max_pixels);
-    if meta.len() > cap {
-        return Err(PreprocessError::FileTooLarge { file, bytes: meta.len(), max_pixels });
+    if len > cap {
+        return Err(PreprocessError::FileTooLarge { file, bytes: len, max_pixels });
     }
-    std::fs::read(path).map_err(io_err)
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|_| PreprocessError::ResourceLimit { file: file.clone(), detail: format!("cannot hold {len} bytes") })?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, cap), &mut bytes).map_err(io_err)?;
+    Ok(bytes)
 }
 
 /// [`load_image`] for an in-memory file; errors name it `<memory>`.
@@ -468,6 +470,18 @@ fn decode_bytes(bytes: &[u8], file: &str, max_pixels: u64) -> Result<DecodedImag
             return Err(src.malformed(format!("header says {}x{}, decoder says {w}x{h}", dims.0, dims.1)));
         }
     }
+    // The decoder allocates the whole image at once and a failed allocation aborts the
+    // process; so the peak this image needs (decoded samples, plus the RGB copy the mode
+    // conversion may make) is reserved first, fallibly, and released just before decoding.
+    let peak = decoder.total_bytes().checked_add(u64::from(w) * u64::from(h) * 4);
+    let mut reserve: Vec<u8> = Vec::new();
+    if peak.and_then(|n| usize::try_from(n).ok()).is_none_or(|n| reserve.try_reserve_exact(n).is_err()) {
+        return Err(PreprocessError::ResourceLimit {
+            file: file.into(),
+            detail: format!("{w}x{h} needs {} bytes of memory to decode, more than can be reserved", peak.unwrap_or(u64::MAX)),
+        });
+    }
+    drop(reserve);
     let dynimg = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, file, src.format))?;
     if (dynimg.width(), dynimg.height()) != (w, h) {
         return Err(src.truncated("decoder returned fewer pixels than the header announced"));

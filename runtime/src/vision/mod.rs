@@ -9,6 +9,7 @@
 //! [`preprocess`] chains the three preprocessing steps for callers that only want the tensor.
 
 pub mod decode;
+#[cfg(feature = "engine")]
 pub mod encoder;
 pub mod normalize;
 pub mod resize;
