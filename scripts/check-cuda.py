@@ -156,9 +156,10 @@ class Check:
         return True
 
     def find_cuda_libs(self):
-        """Folders holding libcudart.so.13 and libcublas(Lt).so.13: the CUDA toolkit, the driver's
-        or Python's NVIDIA wheels on the machine, or the build machine's wheels (dry run)."""
-        want = ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13"]
+        """Folders holding the CUDA runtime and cuBLAS the build linked (libcudart.so.13 and
+        libcublas(Lt).so.13 for the CUDA 13 wheels, .so.12 on JetPack 6): the CUDA toolkit, the
+        driver's or Python's NVIDIA wheels on the machine, or the build machine's wheels (dry run)."""
+        want = self.needed_cuda_sonames()
         cands = []
         for v in ("SAIL_CUDA_LIB", "CUDA_HOME", "CUDA_PATH"):
             if os.environ.get(v):
@@ -190,6 +191,24 @@ class Check:
         if missing:
             self.log("not found: %s (ldd decides whether the system's loader finds them anyway)" % missing)
         return dirs
+
+    def needed_cuda_sonames(self):
+        """The libcudart/libcublas sonames libggml-cuda.so asks for (its ELF DT_NEEDED entries)."""
+        lib = os.path.join(self.bin, "libggml-cuda.so")
+        names = []
+        try:
+            with open(lib, "rb") as f:
+                data = f.read()
+            for stem in (b"libcudart.so.", b"libcublas.so.", b"libcublasLt.so."):
+                i = data.find(stem)
+                if i >= 0:
+                    j = i + len(stem)
+                    while j < len(data) and data[j : j + 1].isdigit():
+                        j += 1
+                    names.append(data[i:j].decode())
+        except OSError:
+            pass
+        return names or ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13"]
 
     # ---- 2. parity ----
     def regen(self, name, case):
