@@ -28,6 +28,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 
 CASES = ["small-dense", "moe-portrait-sharded", "small-text"]
@@ -54,7 +55,7 @@ class Check:
         os.makedirs(self.out, exist_ok=True)
         self.work = os.path.abspath(a.work)
         os.makedirs(self.work, exist_ok=True)
-        self.bin = os.path.abspath(os.path.join(a.pack, "bin"))
+        self.bin = os.path.join(self.work, "pack", "bin")
         self.log_f = open(os.path.join(self.out, "cuda-check.log"), "w", encoding="utf-8")
         self.gpu = "cpu" if a.dry_run else "cuda"
         self.report = {
@@ -133,6 +134,15 @@ class Check:
             with open(manifest, encoding="utf-8") as f:
                 self.report["pack"]["manifest"] = f.read().splitlines()
         self.env = dict(os.environ)
+        # the pack: stripped binaries and llama.cpp libraries, xz-compressed to fit the transfer
+        shutil.rmtree(os.path.dirname(self.bin), ignore_errors=True)
+        with tarfile.open(os.path.join(self.a.pack, "bin.tar.xz")) as t:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12: refuse odd members
+                t.extractall(os.path.dirname(self.bin), filter="tar")
+            else:
+                t.extractall(os.path.dirname(self.bin))
+        self.report["pack"]["files"] = {f: os.path.getsize(os.path.join(self.bin, f)) for f in sorted(os.listdir(self.bin))}
+        self.log("unpacked %s into %s: %s" % (self.a.pack, self.bin, json.dumps(self.report["pack"]["files"])))
         libdirs = self.find_cuda_libs()
         self.report["machine"]["cuda_lib_dirs"] = libdirs
         self.env["LD_LIBRARY_PATH"] = ":".join(libdirs + [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p])
@@ -475,7 +485,7 @@ def main():
     p.add_argument("--skip-2b", action="store_true", help="parity only, no full-size 2B benchmark")
     p.add_argument("--out", default=os.environ.get("OUT") or "cuda-check-out", help="report folder [default: $OUT]")
     p.add_argument("--work", default="/tmp/sail-cuda-check", help="scratch folder (the 2B needs ~9 GB)")
-    p.add_argument("--pack", default=".cuda-pack", help="folder made by scripts/check-cuda.sh --pack")
+    p.add_argument("--pack", default=".cuda-pack", help="folder made by scripts/check-cuda.sh --pack (bin.tar.xz)")
     p.add_argument("--golden", default="tests/golden")
     p.add_argument("--assets", default="assets/SAIL-VL2-2B")
     p.add_argument("--tiles", default="4", help="synthetic tiles for the 2B vision timing")
