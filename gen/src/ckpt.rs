@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use crate::pyjson::{self, Style};
 use crate::safetensors::{Progress, TensorSource};
 pub use crate::weights::Dtype;
-use crate::{model_assets_dir, Error, Result};
+use crate::{assets_dir_at, model_assets_dir, Error, Result};
 
 /// Files copied from the tokenizer folder (`gen_ckpt.TOKENIZER_FILES`).
 pub const TOKENIZER_FILES: [&str; 7] = [
@@ -131,6 +131,9 @@ pub struct Args {
     pub lm_head: LmHead,
     /// `None`: the repository's `assets/SAIL-VL2-2B`.
     pub tokenizer_dir: Option<PathBuf>,
+    /// The SAIL-VL2-2B config/tokenizer folder (templates of every preset). `None`: the
+    /// repository's `assets/SAIL-VL2-2B`, found through the path the binary was compiled at.
+    pub assets_dir: Option<PathBuf>,
     /// Accepted for make_tiny.py compatibility; no effect.
     pub meta_shapes: bool,
     /// Progress lines on stderr (on by default for the full-size presets).
@@ -169,6 +172,7 @@ impl Default for Args {
             tie_word_embeddings: false,
             lm_head: LmHead::Copy,
             tokenizer_dir: None,
+            assets_dir: None,
             meta_shapes: false,
             progress: false,
         }
@@ -267,6 +271,11 @@ pub struct CkptFlags {
     /// Tokenizer files to copy [default: the repository's assets/SAIL-VL2-2B]
     #[arg(long, value_name = "DIR")]
     pub tokenizer_dir: Option<PathBuf>,
+    /// SAIL-VL2-2B's config and tokenizer files, the templates of every preset [default: the
+    /// repository's assets/SAIL-VL2-2B, at the path this binary was built from]; for a binary
+    /// moved to another machine
+    #[arg(long, value_name = "DIR")]
+    pub assets: Option<PathBuf>,
     /// Accepted for make_tiny.py compatibility (no effect: tensors are streamed)
     #[arg(long)]
     pub meta_shapes: bool,
@@ -380,6 +389,10 @@ impl Args {
             v.push("--tokenizer-dir".into());
             v.push(d.display().to_string());
         }
+        if let Some(d) = &self.assets_dir {
+            v.push("--assets".into());
+            v.push(d.display().to_string());
+        }
         if self.meta_shapes {
             v.push("--meta-shapes".into());
         }
@@ -458,6 +471,9 @@ impl CkptFlags {
         }
         if self.tokenizer_dir.is_some() {
             a.tokenizer_dir = self.tokenizer_dir;
+        }
+        if self.assets.is_some() {
+            a.assets_dir = self.assets;
         }
         a.no_norm_topk_prob |= self.no_norm_topk_prob;
         a.tie_word_embeddings |= self.tie_word_embeddings;
@@ -854,7 +870,10 @@ fn index_json(tensors: &[TensorSource], weight_files: &[(String, Vec<String>)], 
 pub fn plan(a: &Args) -> Result<Plan> {
     // The reference generator's tokenizer fixtures and config templates are byte-identical
     // to the real model's files, so one committed folder serves every preset.
-    let model_dir = model_assets_dir()?;
+    let model_dir = match &a.assets_dir {
+        Some(dir) => assets_dir_at(dir)?,
+        None => model_assets_dir()?,
+    };
     let template_dir = model_dir.clone();
     let tok_dir = a.tokenizer_dir.clone().unwrap_or_else(|| model_dir.clone());
     let mut files: Vec<(String, FileSource)> = TOKENIZER_FILES.iter().map(|f| (f.to_string(), FileSource::Copy(tok_dir.join(f)))).collect();
