@@ -80,7 +80,8 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         let (pixels, tiles) = match &a.image {
             Some(p) => {
                 let img = model.tile_image_file(p, a.model.max_tiles, a.model.limits())?;
-                (img.pixels, img.tiles)
+                let tiles = img.tiles;
+                (img.into_pixels(), tiles)
             }
             None => {
                 let per = 3 * (hp.image_size * hp.image_size) as usize;

@@ -414,14 +414,26 @@ fn ms(t: Instant) -> f64 {
 pub struct PreparedImage {
     pub tiles: usize,
     pub grid: (u32, u32),
-    /// `[tiles, 3, S, S]` normalised tiles; empty when the rows came from the cache.
-    pub pixels: Vec<f32>,
+    /// `[tiles, 3, S, S]` normalised tiles; empty when the rows came from the cache. Private:
+    /// the cache key was computed from the image these pixels came from, so they must not
+    /// change behind it.
+    pixels: Vec<f32>,
     rows: Option<(Arc<[f32]>, Hit)>,
     key: Option<ImageKey>,
     pub timings: PrepareTimings,
 }
 
 impl PreparedImage {
+    /// The normalised tiles, `[tiles, 3, S, S]` (empty after a cache hit).
+    pub fn pixels(&self) -> &[f32] {
+        &self.pixels
+    }
+
+    /// The normalised tiles, moved out.
+    pub fn into_pixels(self) -> Vec<f32> {
+        self.pixels
+    }
+
     /// Where the rows came from when the image needs no encoding.
     pub fn cache_hit(&self) -> Option<Hit> {
         self.rows.as_ref().map(|(_, h)| *h)
@@ -788,20 +800,16 @@ impl Session {
 
     /// The identity of an image's rows: a keyed hash of its tiles, grid and pixels.
     /// The identity of an image's rows in the KV cache: its image-cache key when it has one (a
-    /// cache hit carries no pixels), else a hash of its pixels.
+    /// cache hit carries no pixels) and its pixels.
     fn image_id(&self, img: &PreparedImage) -> u64 {
         use std::hash::Hash;
         let mut h = self.image_ids.build_hasher();
         h.write_usize(img.tiles);
         h.write_u32(img.grid.0);
         h.write_u32(img.grid.1);
-        match &img.key {
-            Some(key) => key.hash(&mut h),
-            None => {
-                for p in img.pixels.chunks(2) {
-                    h.write_u64(p.iter().fold(0u64, |acc, x| acc << 32 | x.to_bits() as u64));
-                }
-            }
+        img.key.hash(&mut h);
+        for p in img.pixels.chunks(2) {
+            h.write_u64(p.iter().fold(0u64, |acc, x| acc << 32 | x.to_bits() as u64));
         }
         h.finish()
     }

@@ -101,7 +101,7 @@ fn rows_from_memory_and_disk_are_bit_identical_and_cost_no_encoding() {
     // a second question about the same photo, in a new session: from memory, no decoding
     let again = prepare(&m, None);
     assert_eq!(again.cache_hit(), Some(Hit::Memory));
-    assert!(again.pixels.is_empty() && again.timings.decode_ms == 0.0 && again.timings.tile_ms == 0.0);
+    assert!(again.pixels().is_empty() && again.timings.decode_ms == 0.0 && again.timings.tile_ms == 0.0);
     assert_eq!((again.tiles, again.grid), (7, (3, 2)));
     let g = ask(&m, again);
     assert_eq!(g.tiles_encoded, 0);

@@ -117,8 +117,12 @@ fn shared_prefix_is_not_recomputed_and_logits_match_a_fresh_session() {
 
     // 4. another picture in the same place: the token ids agree (placeholders) but the rows do
     // not, so reuse stops where the image span starts
-    let mut other = img.clone();
-    other.pixels.iter_mut().take(1000).for_each(|p| *p = -*p);
+    let decoded = sail::vision::decode::load_image(&c.image().unwrap(), ImageLimits::default()).unwrap();
+    let mut rgb = decoded.to_rgb8();
+    rgb.iter_mut().take(3000).for_each(|p| *p = 255 - *p);
+    let changed = sail::vision::decode::from_rgb8(decoded.width(), decoded.height(), &rgb).unwrap();
+    let other = m.prepare_image(&changed, None, ImageLimits::default()).unwrap();
+    assert_eq!(other.tiles, img.tiles);
     let g6 = ask(&mut s, &q5, std::slice::from_ref(&other), 3);
     let fresh = ask(&mut session(&m), &q5, std::slice::from_ref(&other), 3);
     let span_start = g6.prompt_token_ids.iter().position(|&t| t == m.info.img_context).unwrap();
