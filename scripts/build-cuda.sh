@@ -52,12 +52,20 @@ echo "build-cuda: sm_$ARCH into $CARGO_TARGET_DIR (started $(date -u +%FT%TZ), l
 nice -n 19 cargo build --release -p sail-cli -p sail-convert -p sail-gen --features sail-cli/cuda
 end=$(date +%s)
 R="$CARGO_TARGET_DIR/release"
+# llama-cpp-sys-2 places only the unversioned symlinks (libggml.so -> libggml.so.0) beside the
+# binaries; the binaries load the .so.0 names, so copy the real files from its install folder.
+OUTLIB=$(ls -td "$CARGO_TARGET_DIR"/release/build/llama-cpp-sys-2-*/out/lib 2>/dev/null | while read -r d; do
+  [ -e "$d/libggml-cuda.so" ] && { echo "$d"; break; }; done)
+[ -n "$OUTLIB" ] || { echo "build-cuda: no llama-cpp-sys-2 install folder with libggml-cuda.so under $CARGO_TARGET_DIR" >&2; exit 1; }
+cp -P "$OUTLIB"/lib*.so.* "$R"/
+missing=$(ldd "$R/sail" | awk '/not found/ && $1 ~ /^lib(ggml|llama)/ { print $1 }')
+[ -z "$missing" ] || { echo "build-cuda: $R/sail still cannot find: $missing" >&2; exit 1; }
 {
   echo "arch: sm_$ARCH"
   echo "toolkit: $("$CUDA_PATH/bin/nvcc" --version | tail -2 | head -1)"
   echo "wall_s: $((end - start)) (nice -n 19, $(nproc) cores shared with other jobs; load at end $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "sizes (bytes, unstripped):"
-  for f in sail sail-convert sail-gen lib*.so; do
-    [ -e "$R/$f" ] && printf '  %-22s %s\n' "$f" "$(stat -L -c %s "$R/$f")"
+  for f in sail sail-convert sail-gen $(cd "$R" && ls lib*.so); do
+    printf '  %-22s %s\n' "$f" "$(stat -L -c %s "$R/$f")"
   done
 } | tee -a "$CARGO_TARGET_DIR/build-cuda.txt" >&2

@@ -66,6 +66,22 @@ fn cstr(p: *const std::os::raw::c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
+/// The names of the backends compiled into this build ("CPU", "Vulkan", "CUDA", "RPC", ...),
+/// whether or not a device of that kind is present. A program linking the static archive needs
+/// each backend's system library (for example `-lvulkan`), so link lines depend on this list.
+pub fn registries() -> Vec<String> {
+    // SAFETY: registry queries; indices are within the count.
+    let n = unsafe { sys::ggml_backend_reg_count() };
+    (0..n)
+        .filter_map(|i| {
+            // SAFETY: i < reg_count.
+            let r = unsafe { sys::ggml_backend_reg_get(i) };
+            // SAFETY: r is a registered backend; its name is owned by ggml.
+            (!r.is_null()).then(|| cstr(unsafe { sys::ggml_backend_reg_name(r) }))
+        })
+        .collect()
+}
+
 /// Every device ggml registered (compiled-in backends, and RPC servers added with
 /// [`crate::rpc::add_server`]).
 pub fn devices() -> Vec<DeviceInfo> {
