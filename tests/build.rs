@@ -19,7 +19,9 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // at run time: a build script compiled for a checkout at another path may be reused
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for build scripts");
+    let root = Path::new(&manifest).join("..");
     let mut all = Vec::new();
     for d in ["gen/src", "convert/src", "format/src", "ggml/src", "assets/SAIL-VL2-2B"] {
         let dir = root.join(d);

@@ -395,7 +395,7 @@ fn messages_say_each_cause_once() {
 /// `sail`, every run a success or a clean error.
 #[test]
 fn mutation_script_smoke() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = sail_gen::workspace_root().expect("the sail workspace");
     let o = Command::new("python3")
         .arg(root.join("scripts/mutate.py"))
         .args(["--sail", SAIL, "--count", "30", "--jobs", "2", "--timeout", "60", "--seed", "3"])

@@ -16,7 +16,7 @@ const SAIL: &str = env!("CARGO_BIN_EXE_sail");
 const KEY: &str = "test-key-3f1c";
 
 fn python_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python").join(name)
+    sail_gen::workspace_root().expect("the sail workspace").join("tests/python").join(name)
 }
 
 fn tiny_model() -> (PathBuf, PathBuf) {

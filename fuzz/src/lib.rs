@@ -47,9 +47,16 @@ pub fn target(name: &str) -> Option<Target> {
     all().into_iter().find(|t| t.name == name)
 }
 
+/// This crate's folder: `CARGO_MANIFEST_DIR` as cargo sets it when running (a crate compiled
+/// for a checkout at another path sharing the target folder keeps that old path in `env!`),
+/// else the compile-time one.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The committed seed corpora.
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+    package_dir().join("corpus")
 }
 
 /// The seeds of `target` (every file of its corpus folder), sorted by name.

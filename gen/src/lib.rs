@@ -54,12 +54,38 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The repository's folder of the SAIL-VL2-2B files, relative to the workspace root.
+const ASSETS: &str = "assets/SAIL-VL2-2B";
+
+/// The root of the sail workspace this process belongs to: the first folder holding
+/// `assets/SAIL-VL2-2B/config.json` among the ancestors of `CARGO_MANIFEST_DIR` as cargo sets it
+/// for `cargo run`/`cargo test` (at run time), the folder this crate was compiled in, and the
+/// ancestors of the current directory.
+///
+/// Why not only the compile-time path: cargo's fingerprints do not include where a workspace
+/// lives, so a checkout moved (or a CI checkout at another path sharing the target folder) reuses
+/// compiled crates whose `env!("CARGO_MANIFEST_DIR")` names the old place.
+pub fn workspace_root() -> Option<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        roots.extend(Path::new(&d).ancestors().map(Path::to_path_buf));
+    }
+    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    if let Ok(d) = std::env::current_dir() {
+        roots.extend(d.ancestors().map(Path::to_path_buf));
+    }
+    roots.into_iter().find(|r| r.join(ASSETS).join("config.json").is_file()).map(|r| std::fs::canonicalize(&r).unwrap_or(r))
+}
+
 /// The SAIL-VL2-2B configuration, tokenizer and weight-index files committed in the repository
 /// (`assets/SAIL-VL2-2B`, no weights): the tokenizer and config templates of every preset.
-/// The path is the one the crate was compiled at: a binary moved to another machine takes the
-/// folder from `--assets` instead (`assets_dir_at`).
+/// Found through [`workspace_root`]; a binary moved to another machine takes the folder from
+/// `--assets` instead (`assets_dir_at`).
 pub fn model_assets_dir() -> Result<PathBuf> {
-    assets_dir_at(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("assets").join("SAIL-VL2-2B"))
+    match workspace_root() {
+        Some(root) => assets_dir_at(&root.join(ASSETS)),
+        None => Err(Error::MissingAssets { path: Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(ASSETS) }),
+    }
 }
 
 /// `dir` if it holds the SAIL-VL2-2B config/tokenizer files (checked by its `config.json`).

@@ -25,7 +25,7 @@ impl Drop for TempDir {
 }
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("golden")
+    sail_gen::workspace_root().expect("the sail workspace").join("tests").join("golden")
 }
 
 fn generate(argv: &[&str], out: &Path) -> ckpt::Summary {

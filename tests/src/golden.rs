@@ -14,7 +14,8 @@ pub struct Case {
 impl Case {
     /// The case `tests/golden/NAME`.
     pub fn load(name: &str) -> Result<Case> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
+        let root = sail_gen::workspace_root().context("the sail workspace (assets/SAIL-VL2-2B) was not found")?;
+        let dir = root.join("tests").join("golden").join(name);
         let text = std::fs::read_to_string(dir.join("case.json")).with_context(|| format!("golden case {name}"))?;
         Ok(Case { dir, json: serde_json::from_str(&text)? })
     }

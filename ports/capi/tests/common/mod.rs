@@ -29,8 +29,10 @@ pub fn backend_link_libs() -> Vec<&'static str> {
     libs
 }
 
+/// This crate's folder, as cargo sets it when running the test (the compile-time `env!` value
+/// may name another checkout sharing the target folder).
 pub fn capi_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 pub fn include_dir() -> PathBuf {

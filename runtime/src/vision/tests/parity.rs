@@ -10,7 +10,11 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/preprocess_ref.py");
+/// The reference script, from this crate's folder as cargo sets it when running the test.
+fn script() -> PathBuf {
+    let here = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    here.join("../tests/python/preprocess_ref.py")
+}
 
 enum Npy {
     U8(Vec<u8>),
@@ -90,7 +94,7 @@ fn parity_with_pillow_reference() {
         println!("SKIPPED parity_with_pillow_reference: {} with numpy and Pillow is not available", python());
         return;
     }
-    let script = std::env::var("SAIL_PREPROCESS_REF_SCRIPT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(SCRIPT));
+    let script = std::env::var("SAIL_PREPROCESS_REF_SCRIPT").map(PathBuf::from).unwrap_or_else(|_| script());
     let (dir, generated) = match std::env::var("SAIL_PREPROCESS_PARITY_DIR") {
         Ok(d) => (PathBuf::from(d), false),
         Err(_) => (std::env::temp_dir().join(format!("sail-preprocess-parity-{}", std::process::id())), true),
