@@ -12,7 +12,7 @@ mod llama;
 mod quantize;
 mod weights;
 
-pub use backend::{devices, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor};
+pub use backend::{devices, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor, NodeTime};
 pub use graph::{Context, Graph, GraphError, Tensor};
 pub use llama::{
     init as llama_init, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams, Sampler, SamplerError, SamplerParams,
