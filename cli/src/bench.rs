@@ -28,6 +28,9 @@ pub(crate) struct BenchArgs {
     /// Also time one tile op by op and print where its time goes.
     #[arg(long)]
     profile: bool,
+    /// Also encode the timed tiles batched to the vision memory budget.
+    #[arg(long)]
+    batched: bool,
     /// Attention kernels of the vision graph [default: fused on the CPU, products elsewhere].
     #[arg(long, value_enum)]
     attention: Option<AttentionArg>,
@@ -86,7 +89,12 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
                 AttentionArg::Products => Attention::Products,
             });
         }
-        let params = VisionBenchParams { tiles: a.tiles, yardstick_reps: a.yardstick_reps, profile: a.profile };
+        let params = VisionBenchParams {
+            tiles: a.tiles,
+            yardstick_reps: a.yardstick_reps,
+            profile: a.profile,
+            batched_budget: a.batched.then_some(model.vision_memory_budget),
+        };
         let v = bench_vision(enc, &pixels, &params)?;
         let base_f16 = if v.weight_type == GgmlType::F16 {
             v.yardstick.all().median
@@ -184,6 +192,9 @@ fn vision_json(v: &VisionBench, tile_size: u32, attention: Attention, base_f16: 
             })).collect::<Vec<_>>(),
         },
     });
+    if let Some((batch, ms)) = v.batched {
+        j["batched"] = json!({ "tiles_per_batch": batch, "ms_per_tile": ms });
+    }
     if let Some((kinds, total)) = &v.profile {
         j["profile"] = json!({
             "note": "one tile run step by step through ggml's eval callback (RMSNorm timed with the multiply it fuses with); the total exceeds a plain tile by the per-step synchronisation",
@@ -220,6 +231,9 @@ fn print_vision(v: &VisionBench, j: &serde_json::Value) {
     println!("         ratio to matmul {:.2}; f16 matmul {:.1} GFLOP/s", v.ratio(), j["ggml_f16_matmul_gflops"].as_f64().unwrap_or(0.0));
     for (s, g) in v.yardstick.shapes.iter().zip(&v.yardstick.per_shape) {
         println!("           {:<26} {:>5}×{:<5} m {:<5} ×{:<3} {:6.1} GFLOP/s", s.name, s.k, s.n, s.m, s.per_tile, g);
+    }
+    if let Some((batch, ms)) = v.batched {
+        println!("         batched: {ms:.1} ms/tile in batches of {batch}");
     }
     if let Some((kinds, total)) = &v.profile {
         println!("profile: one tile step by step, {total:.1} ms in all");

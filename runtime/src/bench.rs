@@ -123,6 +123,9 @@ pub struct VisionBenchParams {
     pub yardstick_reps: usize,
     /// Also time one tile op by op.
     pub profile: bool,
+    /// Also encode the timed tiles in batches of as many as this much activation memory holds
+    /// (None: skip).
+    pub batched_budget: Option<usize>,
 }
 
 /// The yardstick: ggml's matmul of the encoder's own weights at the tile's shapes.
@@ -165,6 +168,8 @@ pub struct VisionBench {
     pub yardstick: Yardstick,
     /// Op kinds of one profiled tile, slowest first, and the profiled run's total.
     pub profile: Option<(Vec<OpKindTime>, f64)>,
+    /// Tiles per batch and milliseconds per tile when the timed tiles run batched.
+    pub batched: Option<(usize, f64)>,
 }
 
 impl VisionBench {
@@ -271,6 +276,16 @@ pub fn bench_vision(enc: &VisionEncoder, pixels: &[f32], params: &VisionBenchPar
         enc.encode(tile(i), 1, usize::MAX)?;
         tile_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let batched = match params.batched_budget {
+        Some(budget) => {
+            let n = params.tiles.max(1);
+            let all: Vec<f32> = (0..n).flat_map(|i| tile(i).iter().copied()).collect();
+            let t = Instant::now();
+            enc.encode(&all, n, budget)?;
+            Some((enc.batch_size(budget).min(n), t.elapsed().as_secs_f64() * 1e3 / n as f64))
+        }
+        None => None,
+    };
     for _ in 0..reps {
         pass(&mut after)?;
     }
@@ -282,6 +297,7 @@ pub fn bench_vision(enc: &VisionEncoder, pixels: &[f32], params: &VisionBenchPar
         tile_ms,
         yardstick: Yardstick { shapes: enc.matmul_shapes(), before, after, per_shape },
         profile,
+        batched,
     })
 }
 
