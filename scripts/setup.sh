@@ -19,3 +19,9 @@ if ! python3 -c "import numpy, PIL" >/dev/null 2>&1; then
   echo "setup: installing numpy and Pillow for the preprocessing parity tests" >&2
   python3 -m pip install -q numpy pillow 2>/dev/null || python3 -m pip install -q --break-system-packages numpy pillow
 fi
+# the official openai client drives the `sail serve` tests (cli/tests/serve.rs)
+if ! python3 -c "import openai" >/dev/null 2>&1; then
+  echo "setup: installing the openai client for the sail serve tests" >&2
+  export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+  python3 -m pip install -q openai 2>/dev/null || python3 -m pip install -q --break-system-packages openai
+fi

@@ -1,6 +1,6 @@
 //! `sail chat`: an interactive conversation whose history stays in the KV cache.
 
-use crate::args::{prepare, ModelArgs, SamplingArgs};
+use crate::args::{check_n_predict, prepare, ModelArgs, SamplingArgs};
 use crate::STOP;
 use anyhow::Result;
 use clap::Args;
@@ -27,6 +27,7 @@ pub(crate) struct ChatArgs {
 pub(crate) fn chat(a: ChatArgs) -> Result<()> {
     let gp = a.sampling.checked(a.think)?;
     let model = a.model.load()?;
+    check_n_predict(gp.n_predict, Some(a.ctx), &model)?;
     let mut session = Session::new(model.clone(), a.model.session_params(&model, Some(a.ctx), a.system.clone()));
     eprintln!("sail chat: type a question; /image PATH attaches an image, /reset forgets, /exit quits.");
     let stdin = std::io::stdin();
@@ -51,11 +52,12 @@ pub(crate) fn chat(a: ChatArgs) -> Result<()> {
         }
         if let Some(p) = q.strip_prefix("/image") {
             match prepare(&model, &a.model, Path::new(p.trim()), None).and_then(|img| {
-                let t = img.tiles;
+                let t = (img.tiles, img.cache_hit().is_some());
                 session.add_image(img)?;
                 Ok(t)
             }) {
-                Ok(t) => eprintln!("(image attached: {t} tiles)"),
+                Ok((t, false)) => eprintln!("(image attached: {t} tiles)"),
+                Ok((t, true)) => eprintln!("(image attached: {t} tiles, encoded before: from the cache)"),
                 Err(e) => eprintln!("sail: {e:#}"),
             }
             continue;
@@ -69,6 +71,16 @@ pub(crate) fn chat(a: ChatArgs) -> Result<()> {
         });
         let _ = writeln!(out);
         match r {
+            Ok(g) if g.tiles > 0 => eprintln!(
+                "({} tokens, {:.1} tok/s; {} of {} tiles encoded in {:.0} ms; context {}/{})",
+                g.tokens.len(),
+                g.timings.decode_tok_s(),
+                g.tiles_encoded,
+                g.tiles,
+                g.timings.vision_ms,
+                session.n_past(),
+                a.ctx
+            ),
             Ok(g) => {
                 eprintln!("({} tokens, {:.1} tok/s; context {}/{})", g.tokens.len(), g.timings.decode_tok_s(), session.n_past(), a.ctx)
             }

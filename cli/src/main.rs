@@ -9,7 +9,9 @@ mod args;
 mod bench;
 mod chat;
 mod info;
+mod rpc;
 mod run;
+mod serve;
 
 use chat::ChatArgs;
 use run::RunArgs;
@@ -36,22 +38,32 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Describe a sail GGUF file (architecture, hyperparameters, tensor types, sizes).
     Info(info::InfoArgs),
+    /// Serve the model over HTTP with OpenAI's chat completions API (127.0.0.1:8080 by default).
+    Serve(serve::ServeArgs),
+    /// Serve this machine's devices to `sail --rpc` clients (ggml's RPC protocol: no
+    /// authentication, no encryption; loopback unless --host says otherwise).
+    RpcServer(rpc::RpcServerArgs),
 }
 
 pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _ = ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
+    // The RPC server keeps SIGINT's default action: it stops at once, mid-request or not.
+    if !matches!(cli.cmd, Cmd::RpcServer(_)) {
+        let _ = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
     let r = match cli.cmd {
         Cmd::Run(a) => run::run(a),
         Cmd::Chat(a) => chat::chat(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Info(a) => info::info(a),
+        Cmd::Serve(a) => serve::serve(a),
+        Cmd::RpcServer(a) => rpc::rpc_server(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

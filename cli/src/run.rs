@@ -1,14 +1,14 @@
 //! `sail run`: one question (with images or video frames), the answer streamed or as JSON,
 //! and the parity dumps.
 
-use crate::args::{prepare, ModelArgs, SamplingArgs};
+use crate::args::{check_n_predict, prepare, ModelArgs, SamplingArgs};
 use crate::STOP;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use sail::session::{Generation, Model, Session, StopReason};
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 #[derive(Debug, Args)]
@@ -87,6 +87,8 @@ pub(crate) fn run(a: RunArgs) -> Result<()> {
         }
     }
     let model = a.model.load()?;
+    check_outputs(&a, &model)?;
+    check_n_predict(gp.n_predict, a.ctx, &model)?;
     let mut session = Session::new(model.clone(), a.model.session_params(&model, a.ctx, a.system.clone()));
     for p in &a.images {
         session.add_image(prepare(&model, &a.model, p, None)?)?;
@@ -119,6 +121,19 @@ pub(crate) fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--embeddings-out` / `--logits-out` may not be devices, FIFOs or folders (the rename that
+/// writes them would replace the node), nor one of the files this run reads.
+fn check_outputs(a: &RunArgs, model: &Model) -> Result<()> {
+    let mut inputs: Vec<&Path> = vec![&model.info.path];
+    inputs.extend(model.vision_path.as_deref());
+    inputs.extend(a.images.iter().map(PathBuf::as_path));
+    inputs.extend(a.frames.iter().map(PathBuf::as_path));
+    for p in [&a.embeddings_out, &a.logits_out].into_iter().flatten() {
+        sail::format::files::check_output(p, &inputs)?;
+    }
+    Ok(())
+}
+
 fn write_dumps(a: &RunArgs, g: &Generation, model: &Model) -> Result<()> {
     if let Some(p) = &a.embeddings_out {
         let d = model.llm.n_embd_inp();
@@ -139,6 +154,7 @@ fn result_json(g: &Generation, think: bool) -> serde_json::Value {
         "prompt_token_ids": g.prompt_token_ids,
         "image_tokens": g.image_tokens,
         "tiles": g.tiles,
+        "tiles_encoded": g.tiles_encoded,
         "stop": match g.stop { StopReason::Eos => "eos", StopReason::Length => "length", StopReason::Callback => "interrupted" },
         "timings": {
             "load": t.load_ms, "vision": t.vision_ms, "prefill": t.prefill_ms, "decode": t.decode_ms,

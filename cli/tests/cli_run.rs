@@ -253,6 +253,33 @@ fn unreadable_image() {
     );
 }
 
+/// One budget from `--max-pixels` to the decoder and the tiler: a 9000×8000 PNG (72 M pixels) is
+/// over the default budget of 64 Mi pixels and refused from its header with the message printed
+/// once; with `--max-pixels 100000000` the same file is decoded and tiled.
+#[test]
+fn max_pixels_reaches_the_decoder_and_the_tiler() {
+    let (c, g) = small_dense();
+    let big = sail_testkit::grey_ramp_png(9000, 8000);
+    let img = big.to_str().unwrap();
+    let o = sail(&["run", "-m", g.to_str().unwrap(), "--image", img, "-p", "hi", "-n", "1", "--json", "--max-pixels", "100000000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The tiles the reference's processor makes for this size, with the case's settings.
+    let p = &c.json["preprocess"];
+    let n = |k: &str| p[k].as_u64().unwrap() as u32;
+    let grid = sail::vision::tiling::select_grid(9000, 8000, n("image_size"), n("min_tiles"), n("max_tiles"));
+    let want = sail::vision::tiling::tile_count(grid, p["thumbnail"].as_bool().unwrap());
+    assert!(want > 1, "a 9000x8000 image should need several tiles");
+    assert_eq!(v["tiles"].as_u64().unwrap(), want as u64);
+
+    let o = sail(&["run", "-m", g.to_str().unwrap(), "--image", img, "-p", "hi", "-n", "1"]);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "the default budget should refuse {img}");
+    let msg = "9000x8000 is 72000000 pixels, over the budget of 67108864";
+    assert_eq!(e.matches(msg).count(), 1, "{e}");
+    assert_eq!(e.matches(img).count(), 1, "the file should be named once: {e}");
+}
+
 #[test]
 fn invalid_sampler_values() {
     let (_, g) = small_dense();
@@ -347,4 +374,63 @@ fn chat_keeps_history_and_attaches_images() {
     let ctx: Vec<usize> = e.lines().filter_map(|l| l.split("context ").nth(1)).filter_map(|s| s.split('/').next()?.parse().ok()).collect();
     assert_eq!(ctx.len(), 2, "{e}");
     assert!(ctx[1] > ctx[0] + 4, "second turn did not extend the first: {ctx:?}");
+}
+
+#[test]
+fn a_second_question_about_the_same_image_encodes_nothing() {
+    use std::io::Write;
+    let (c, g) = small_dense();
+    let image = c.image().unwrap();
+    // chat: the same photo after /reset comes from the model's memory cache
+    let mut child = sail_command()
+        .args(["chat", "-m", g.to_str().unwrap(), "-n", "2", "--ignore-eos", "-t", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!("/image {0}\nWhat is this?\n/reset\n/image {0}\nAnd the colours?\n/exit\n", image.display());
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("(image attached: 7 tiles)") && e.contains("(image attached: 7 tiles, encoded before: from the cache)"), "{e}");
+    assert!(e.contains("; 7 of 7 tiles encoded in") && e.contains("; 0 of 7 tiles encoded in"), "{e}");
+
+    // run: a second process finds the rows in --cache-dir; same rows, same answer
+    let d = tmp("cache-dir");
+    let cache = d.join("cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let run = |n: usize| {
+        let emb = d.join(format!("emb{n}.npy"));
+        let o = sail(&[
+            "run",
+            "-m",
+            g.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "-p",
+            "Describe.",
+            "-n",
+            "4",
+            "--ignore-eos",
+            "--json",
+            "-t",
+            "2",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--embeddings-out",
+            emb.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, std::fs::read(&emb).unwrap())
+    };
+    let (first, emb_first) = run(1);
+    assert_eq!(first["tiles_encoded"], 7, "{first}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    let (second, emb_second) = run(2);
+    assert_eq!(second["tiles_encoded"], 0, "{second}");
+    assert_eq!(first["tokens"], second["tokens"]);
+    assert!(emb_first == emb_second, "rows from --cache-dir differ from the fresh ones");
 }

@@ -4,17 +4,18 @@
 
 use crate::error::ConvertError;
 use crate::hf::HfConfig;
+use crate::layout::{check_layout, vision_path_for, Layout};
 use crate::safetensors::{Checkpoint, TensorRef};
 use crate::tokenizer::Vocab;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sail_format::gguf::{GgufWriter, PlannedTensor, Value};
+use sail_format::gguf::{GgufFile, GgufWriter, PlannedTensor, Value};
 use sail_format::keys::*;
-use sail_format::names::{instances, Dims, Instance, HF_EMBED_TOKENS, HF_LM_HEAD};
+use sail_format::names::{Dims, Instance};
 use sail_format::quant::{Policy, Preset, VisionType};
 use sail_format::template as tpl;
-use sail_format::FilePart;
 use sail_format::GgmlType;
-use std::collections::{BTreeMap, BTreeSet};
+use sail_format::{validate, FilePart};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -56,13 +57,6 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// `NAME.gguf` → `NAME.mmproj.gguf`.
-pub fn vision_path_for(llm: &Path) -> PathBuf {
-    let name = llm.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
-    llm.with_file_name(format!("{stem}.mmproj.gguf"))
-}
-
 /// Removes temporary outputs unless the conversion committed them.
 struct TempFiles(Vec<PathBuf>);
 
@@ -89,72 +83,20 @@ struct Job {
     sources: Vec<TensorRef>,
 }
 
-/// Whether the stored lm_head is byte-identical to embed_tokens (then it is written once).
-fn lm_head_is_tied(ck: &Checkpoint) -> bool {
-    match (ck.tensors.get(HF_LM_HEAD), ck.tensors.get(HF_EMBED_TOKENS)) {
-        (Some(h), Some(e)) if h.dtype == e.dtype && h.shape == e.shape => {
-            // compared in slices, each given back to the kernel at once, so the check does not
-            // page in both tensors (1.2 GB for the 2B) at the same time
-            let (a, b) = (ck.bytes(h), ck.bytes(e));
-            let step = 64 << 20;
-            let mut same = true;
-            for off in (0..a.len()).step_by(step) {
-                let end = (off + step).min(a.len());
-                same = a[off..end] == b[off..end];
-                for t in [h, e] {
-                    ck.release_rows(t, 1, off / t.dtype.size(), (end - off) / t.dtype.size());
-                }
-                if !same {
-                    break;
-                }
-            }
-            same
-        }
-        (Some(_), Some(_)) => false,
-        (None, Some(_)) => true,
-        _ => false,
-    }
-}
-
 pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertError> {
     let t0 = Instant::now();
     let dir = &opts.input;
     let cfg = HfConfig::load(dir)?;
     let ck = Checkpoint::open(dir)?;
-    let vocab = Vocab::load(&dir.join("tokenizer.json"), cfg.llm.n_vocab as usize)?;
+    let llm_path = opts.output.clone();
+    let vision_path = vision_path_for(&llm_path);
+    check_outputs(dir, &ck, &[&llm_path, &vision_path])?;
 
     // ---- 1. the checkpoint against the table: every problem at once ----
-    let tied = lm_head_is_tied(&ck);
-    let lm_head_absent_ok = cfg.tie_word_embeddings && !ck.tensors.contains_key(HF_LM_HEAD);
-    let insts = instances(Some(&cfg.llm), Some(&cfg.vision), tied);
+    let Layout { tied, instances: insts } = check_layout(&cfg, &ck)?;
     let dims = Dims { llm: Some(&cfg.llm), vision: Some(&cfg.vision) };
-    let mut problems = Vec::new();
-    let mut used: BTreeSet<&str> = BTreeSet::new();
-    if tied && !lm_head_absent_ok {
-        used.insert(HF_LM_HEAD);
-    }
-    for inst in &insts {
-        let want = dims.shape(inst.entry().hf_shape);
-        for hf in &inst.hf {
-            used.insert(hf.as_str());
-            match ck.tensors.get(hf) {
-                None => problems.push(format!("missing tensor {hf} (expected shape {want:?})")),
-                Some(t) if t.shape != want => problems.push(format!("tensor {hf} has shape {:?}, expected {want:?}", t.shape)),
-                Some(_) => {}
-            }
-        }
-    }
-    if !lm_head_absent_ok && !ck.tensors.contains_key(HF_LM_HEAD) {
-        problems.push(format!("missing tensor {HF_LM_HEAD}"));
-    }
-    for name in ck.tensors.keys() {
-        if !used.contains(name.as_str()) {
-            problems.push(format!("unexpected tensor {name} (not part of SAIL-VL2 with this config)"));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(ConvertError::Layout { problems });
-    }
+    // after the layout check: the vocabulary is sized by the embedding rows it has verified
+    let vocab = Vocab::load(&dir.join("tokenizer.json"), cfg.llm.n_vocab as usize)?;
 
     // ---- 2. types and layout of both files ----
     let policy = Policy::new(opts.preset, opts.vision_type);
@@ -179,8 +121,6 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
 
     let name =
         dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "SAIL-VL2".into());
-    let llm_path = opts.output.clone();
-    let vision_path = vision_path_for(&llm_path);
     let vision_file_name = vision_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     // general.architecture first, as llama.cpp's writer orders it.
@@ -239,6 +179,11 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
     }
     bar.finish_and_clear();
 
+    // What was written must pass the checks `sail` runs before loading; otherwise nothing is
+    // kept (the temporary files go with `temps`).
+    validate::language(&GgufFile::open(&temps.0[0])?)?;
+    validate::vision(&GgufFile::open(&temps.0[1])?)?;
+
     for (tmp, fin) in temps.0.iter().zip([&llm_path, &vision_path]) {
         std::fs::rename(tmp, fin).map_err(|e| ConvertError::io(fin, e))?;
     }
@@ -254,6 +199,19 @@ pub fn convert(opts: &Options, cancel: &AtomicBool) -> Result<Report, ConvertErr
         fallbacks,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The outputs may not replace a device, FIFO or folder (the final rename would), nor any file
+/// the conversion reads.
+fn check_outputs(dir: &Path, ck: &Checkpoint, outputs: &[&Path]) -> Result<(), ConvertError> {
+    let names = ["config.json", "preprocessor_config.json", "tokenizer.json", "model.safetensors.index.json"];
+    let mut inputs: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    inputs.extend(ck.files.iter().map(|f| f.path().to_path_buf()));
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    for out in outputs {
+        sail_format::files::check_output(out, &inputs)?;
+    }
+    Ok(())
 }
 
 fn write_file(

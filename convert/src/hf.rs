@@ -5,7 +5,8 @@
 //! `preprocessor_config.json`, not from `config.json`), we follow the processor, because that
 //! is what the released model was evaluated with.
 
-use crate::error::ConvertError;
+use crate::error::{bounded, ConvertError};
+use sail_format::validate::{self, LLAMA_MAX_EXPERTS, LLAMA_MAX_LAYERS};
 use sail_format::{LlmArch, LlmHparams, MoeHparams, PsVersion, VisionHparams};
 use serde_json::Value as J;
 use std::path::Path;
@@ -79,9 +80,14 @@ impl<'a> Cfg<'a> {
     }
 }
 
+/// Largest JSON file read (a 256k-token tokenizer.json is about 30 MB; parsed JSON takes
+/// several times its size in memory).
+const MAX_JSON_BYTES: u64 = 256 << 20;
+
+/// Reads a JSON file: a regular file (opened without blocking) of bounded size.
 pub(crate) fn read_json(file: &Path) -> Result<J, ConvertError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConvertError::io(file, e))?;
-    serde_json::from_str(&text).map_err(|e| ConvertError::BadJson { file: file.to_path_buf(), why: e.to_string() })
+    let bytes = sail_format::files::read_input(file, MAX_JSON_BYTES).map_err(|e| ConvertError::io(file, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| ConvertError::BadJson { file: file.to_path_buf(), why: e.to_string() })
 }
 
 fn unrepresentable(file: &Path, arch: LlmArch, what: &str, why: &str) -> ConvertError {
@@ -94,7 +100,7 @@ impl HfConfig {
             return Err(ConvertError::NotAFolder { dir: dir.to_path_buf() });
         }
         let cfg_path = dir.join("config.json");
-        if !cfg_path.is_file() {
+        if !cfg_path.exists() {
             return Err(ConvertError::MissingConfig { dir: dir.to_path_buf() });
         }
         let root = read_json(&cfg_path)?;
@@ -196,7 +202,7 @@ impl HfConfig {
         let ps_version = PsVersion::parse(&ps).ok_or_else(|| c.err("ps_version", format!("{ps:?} is not v1 or v2")))?;
 
         let pp_path = dir.join("preprocessor_config.json");
-        if !pp_path.is_file() {
+        if !pp_path.exists() {
             return Err(ConvertError::BadJson {
                 file: pp_path,
                 why: "missing: it holds the image mean/std and the tile limit the model was trained with".into(),
@@ -235,6 +241,30 @@ impl HfConfig {
         vision.validate().map_err(|why| c.err("vision_config", why))?;
         if vision.n_channels != 3 {
             return Err(c.err("vision_config.num_channels", "SAIL-ViT takes RGB (3 channels)"));
+        }
+        // Counts are bounded before any of them sizes a tensor list or a vocabulary.
+        if !(1..=LLAMA_MAX_LAYERS).contains(&llm.n_layer) {
+            return Err(
+                c.err("llm_config.num_hidden_layers", format!("{} is not in 1..={LLAMA_MAX_LAYERS} (llama.cpp's limit)", llm.n_layer))
+            );
+        }
+        if !(1..=validate::vision::MAX_LAYERS).contains(&vision.n_layer) {
+            let max = validate::vision::MAX_LAYERS;
+            return Err(c.err("vision_config.num_hidden_layers", format!("{} is not in 1..={max}", vision.n_layer)));
+        }
+        if !(1..=validate::llm::MAX_VOCAB).contains(&llm.n_vocab) {
+            return Err(c.err("llm_config.vocab_size", format!("{} is not in 1..={}", llm.n_vocab, validate::llm::MAX_VOCAB)));
+        }
+        if let Some(m) = llm.moe.filter(|m| !(1..=LLAMA_MAX_EXPERTS).contains(&m.n_expert)) {
+            return Err(c.err("llm_config.num_experts", format!("{} is not in 1..={LLAMA_MAX_EXPERTS} (llama.cpp's limit)", m.n_expert)));
+        }
+        // everything else llama.cpp and the vision graph assume, named by GGUF key
+        let mut problems = Vec::new();
+        validate::llm::check(&llm, |p| problems.push(p));
+        validate::vision::check(&vision, |p| problems.push(p));
+        if !problems.is_empty() {
+            let (problems, omitted) = bounded(problems, validate::MAX_LISTED);
+            return Err(ConvertError::BadHparams { file: cfg_path, problems, omitted });
         }
         Ok(HfConfig {
             llm,

@@ -4,11 +4,15 @@
 //! llama.cpp can load it too; the vision tower and projector go into a second file, because
 //! llama.cpp refuses a model file with tensors it does not know.
 
+#[cfg(feature = "quantize")]
 pub mod convert;
 pub mod error;
 pub mod hf;
+pub mod layout;
 pub mod safetensors;
 pub mod tokenizer;
 
-pub use convert::{convert, vision_path_for, Options, Report};
+#[cfg(feature = "quantize")]
+pub use convert::{convert, Options, Report};
 pub use error::ConvertError;
+pub use layout::vision_path_for;

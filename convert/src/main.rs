@@ -68,9 +68,9 @@ struct Args {
     /// Type of the vision tower and projector matrices [default: f16, or f32 with --f32].
     #[arg(long = "vision-type", value_enum)]
     vision_type: Option<VisionArg>,
-    /// Quantization threads [default: all cores].
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    /// Quantization threads, 1..=1024 [default: all cores].
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    threads: u16,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -121,7 +121,7 @@ fn run() -> Result<()> {
             }
         });
     }
-    let opts = Options { input: a.input, output: a.output, preset, vision_type, threads: a.threads, progress: !a.quiet };
+    let opts = Options { input: a.input, output: a.output, preset, vision_type, threads: a.threads as usize, progress: !a.quiet };
     eprintln!(
         "sail-convert: {} → {} (language {}, vision {})",
         opts.input.display(),

@@ -78,7 +78,7 @@ impl Checkpoint {
                 }
             }
             for f in &files {
-                if !f.is_file() {
+                if !f.exists() {
                     return Err(ConvertError::MissingShard { file: f.clone(), index: index.clone() });
                 }
             }

@@ -33,7 +33,7 @@ pub struct Vocab {
 impl Vocab {
     pub fn load(file: &Path, n_vocab: usize) -> Result<Vocab, ConvertError> {
         let err = |why: String| ConvertError::Tokenizer { file: file.to_path_buf(), why };
-        if !file.is_file() {
+        if !file.exists() {
             return Err(err("tokenizer.json is missing".into()));
         }
         let j = read_json(file)?;
@@ -46,14 +46,23 @@ impl Vocab {
         let mut types = vec![TOKEN_UNUSED; n_vocab];
         let mut ids = HashMap::new();
         let vocab = model.get("vocab").and_then(|v| v.as_object()).ok_or_else(|| err("no model.vocab".into()))?;
+        // llama.cpp maps every token string to one id and aborts on a string that appears
+        // twice, so a string may name one id only, and an id hold one string (an added token
+        // may repeat its own vocabulary entry).
         let mut put = |tok: &str, id: u64, ty: i32, tokens: &mut Vec<Option<String>>| -> Result<(), ConvertError> {
-            let i = id as usize;
-            if i >= n_vocab {
+            let i = usize::try_from(id).ok().filter(|&i| i < n_vocab);
+            let Some(i) = i else {
                 return Err(err(format!("token {tok:?} has id {id}, beyond the model's {n_vocab} embedding rows")));
+            };
+            if let Some(&other) = ids.get(tok).filter(|&&other| other as usize != i) {
+                return Err(err(format!("token {tok:?} appears twice (ids {other} and {id}); llama.cpp needs each token string once")));
+            }
+            if let Some(old) = tokens[i].as_deref().filter(|old| *old != tok) {
+                return Err(err(format!("id {id} is given to both {old:?} and {tok:?}")));
             }
             tokens[i] = Some(tok.to_string());
             types[i] = ty;
-            ids.insert(tok.to_string(), id as u32);
+            ids.insert(tok.to_string(), i as u32);
             Ok(())
         };
         for (tok, id) in vocab {
@@ -70,6 +79,14 @@ impl Vocab {
         }
         let n_real = tokens.iter().rposition(|t| t.is_some()).map(|i| i + 1).unwrap_or(0);
         let tokens: Vec<String> = tokens.into_iter().enumerate().map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]"))).collect();
+        // a placeholder (or llama.cpp's name for an empty token) must not repeat a real token
+        let mut seen = std::collections::HashSet::with_capacity(tokens.len());
+        for (i, t) in tokens.iter().enumerate() {
+            let key = if t.is_empty() { format!("[EMPTY_{i}]") } else { t.clone() };
+            if !seen.insert(key) {
+                return Err(err(format!("token {t:?} (id {i}) repeats another token's string; llama.cpp needs each token string once")));
+            }
+        }
 
         let merges_json = model.get("merges").and_then(|v| v.as_array()).ok_or_else(|| err("no model.merges".into()))?;
         let mut merges = Vec::with_capacity(merges_json.len());

@@ -125,6 +125,11 @@ fn converts_single_and_sharded_bf16_at_every_type() {
             let o = run(&[ck.to_str().unwrap(), "-o", out.to_str().unwrap(), flag]);
             assert!(o.status.success(), "{flag} shards={shards}: {}", stderr(&o));
             assert!(out.exists() && od.join(format!("m{flag}.mmproj.gguf")).exists());
+            // what sail checks before loading accepts every preset's output
+            let f = sail_format::gguf::GgufFile::open(&out).unwrap();
+            sail_format::validate::language(&f).unwrap_or_else(|e| panic!("{flag}: {e}"));
+            let v = sail_format::gguf::GgufFile::open(&od.join(format!("m{flag}.mmproj.gguf"))).unwrap();
+            sail_format::validate::vision(&v).unwrap_or_else(|e| panic!("{flag}: {e}"));
             let e = stderr(&o);
             assert!(e.contains("tensors in"), "no summary: {e}");
             if flag.starts_with("--q") && flag != "--q8_0" && flag != "--q4_0" {
@@ -279,4 +284,111 @@ fn disk_full() {
     assert!(e.contains("no space left"), "{e}");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.trim_end().ends_with("LEFT:"), "files left on the full disk: {stdout}");
+}
+
+fn edit_json(p: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(p, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+/// Issue #11 item 4: an added token that repeats "!" converted with exit 0, and `sail run`
+/// then aborted in llama.cpp's vocabulary loader.
+#[test]
+fn a_token_string_that_appears_twice_is_refused() {
+    let d = copy_of(1, "duptoken");
+    edit_json(&d.join("tokenizer.json"), |v| {
+        let added = v["added_tokens"].as_array_mut().unwrap();
+        let last = added.last_mut().unwrap();
+        last["content"] = "!".into();
+    });
+    let (od, out) = out_of(&d);
+    assert_fails(&run(&[d.to_str().unwrap(), "-o", &out]), &["tokenizer.json", "token \"!\" appears twice"], &od);
+}
+
+/// Issue #11 item 6: num_hidden_layers 10^6 used 5.5 GB and printed 1.1 GB of "missing
+/// tensor" lines; vocab_size 10^9 aborted on a 24 GB allocation.
+#[test]
+fn absurd_counts_are_refused_before_they_size_anything() {
+    for (name, key, sub, value) in [
+        ("layers", "llm_config", "num_hidden_layers", 1_000_000u64),
+        ("vlayers", "vision_config", "num_hidden_layers", 1_000_000),
+        ("vocab", "llm_config", "vocab_size", 1_000_000_000),
+    ] {
+        let d = copy_of(1, name);
+        edit_config(&d, |v| v[key][sub] = value.into());
+        let (od, out) = out_of(&d);
+        let t = std::time::Instant::now();
+        let o = run(&[d.to_str().unwrap(), "-o", &out]);
+        assert_fails(&o, &[&format!("{key}.{sub}"), &value.to_string()], &od);
+        assert!(stderr(&o).len() < 4096, "{name}: {} bytes of stderr", stderr(&o).len());
+        assert!(t.elapsed().as_secs() < 30, "{name}: {:?}", t.elapsed());
+    }
+    // a layout with very many problems is listed briefly
+    let d = copy_of(1, "manyextra");
+    let p = d.join("model.safetensors");
+    read_st(&p).rewrite(&p, |ts| {
+        for i in 0..5000 {
+            ts.push((format!("extra.{i}.weight"), vec![1], vec![0; 2]));
+        }
+    });
+    let (od, out) = out_of(&d);
+    let o = run(&[d.to_str().unwrap(), "-o", &out]);
+    assert_fails(&o, &["unexpected tensor extra.", "and 4988 more"], &od);
+    assert!(stderr(&o).len() < 4096, "{} bytes of stderr", stderr(&o).len());
+}
+
+/// Issue #11 item 8: outputs go through a temporary name and a rename, which replaced a device
+/// or FIFO given as -o with a regular file, and `-o <ckpt>/model.safetensors` overwrote the
+/// input.
+#[test]
+fn outputs_never_replace_devices_fifos_or_inputs() {
+    let ck = copy_of(1, "outputs");
+    let od = tmp("outputs-out");
+    let fifo = od.join("m.gguf");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let o = run(&[ck.to_str().unwrap(), "-o", fifo.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("a FIFO"), "{}", stderr(&o));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::metadata(&fifo).unwrap().file_type()));
+    // the vision file's name is checked too
+    let fifo2 = od.join("n.mmproj.gguf");
+    assert!(Command::new("mkfifo").arg(&fifo2).status().unwrap().success());
+    let o = run(&[ck.to_str().unwrap(), "-o", od.join("n.gguf").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("n.mmproj.gguf"), "{}", stderr(&o));
+    assert!(!od.join("n.gguf").exists());
+    // a character device of this test's own, where the sandbox lets us make one
+    let dev = od.join("full");
+    if Command::new("mknod").arg(&dev).args(["c", "1", "7"]).status().is_ok_and(|s| s.success()) {
+        let o = run(&[ck.to_str().unwrap(), "-o", dev.to_str().unwrap()]);
+        assert!(!o.status.success() && stderr(&o).contains("a character device"), "{}", stderr(&o));
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(&std::fs::metadata(&dev).unwrap().file_type()));
+    }
+    // an input as the output: refused, the input untouched
+    for input in ["model.safetensors", "config.json", "tokenizer.json"] {
+        let p = ck.join(input);
+        let before = std::fs::read(&p).unwrap();
+        let o = run(&[ck.to_str().unwrap(), "-o", p.to_str().unwrap()]);
+        assert!(!o.status.success() && stderr(&o).contains("is the input"), "{input}: {}", stderr(&o));
+        assert!(std::fs::read(&p).unwrap() == before, "{input} changed");
+    }
+}
+
+/// Inputs that are FIFOs are refused without blocking.
+#[test]
+fn a_fifo_in_the_checkpoint_is_refused() {
+    let d = copy_of(1, "fifoin");
+    std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+    assert!(Command::new("mkfifo").arg(d.join("tokenizer.json")).status().unwrap().success());
+    let (od, out) = out_of(&d);
+    let mut child =
+        Command::new(BIN).args([d.to_str().unwrap(), "-o", &out, "--quiet"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            panic!("sail-convert blocked on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_fails(&child.wait_with_output().unwrap(), &["tokenizer.json", "a FIFO"], &od);
 }

@@ -162,7 +162,9 @@ impl VisionHparams {
         if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!("hidden size {} is not divisible by {} heads", self.n_embd, self.n_head));
         }
-        if self.select_layer == 0 || self.select_layer < -(self.n_layer as i32) || self.select_layer >= self.n_layer as i32 {
+        // in i64: a block count above i32::MAX must not wrap into a negative bound
+        let (sel, n) = (self.select_layer as i64, self.n_layer as i64);
+        if sel == 0 || sel < -n || sel >= n {
             return Err(format!("select_layer {} is outside the {} blocks", self.select_layer, self.n_layer));
         }
         if self.min_tiles == 0 || self.max_tiles < self.min_tiles {
@@ -292,11 +294,10 @@ impl LlmHparams {
         let arch_name = r.string(GENERAL_ARCHITECTURE);
         let arch = match LlmArch::from_gguf_name(&arch_name) {
             Some(a) => a,
-            None if arch_name.is_empty() => {
-                r.finish()?;
-                unreachable!("missing architecture is reported above")
-            }
-            None => return Err(invalid(f, GENERAL_ARCHITECTURE, &arch_name, "sail runs qwen3 and qwen3moe language models")),
+            // missing or mistyped: reported as such; present but another (or an empty) name:
+            // named as the value it is
+            None if !r.problems.is_empty() => return Err(HparamsError::Keys { file: f.path().to_path_buf(), problems: r.problems }),
+            None => return Err(invalid(f, GENERAL_ARCHITECTURE, format!("{arch_name:?}"), "sail runs qwen3 and qwen3moe language models")),
         };
         let k = |p: &str| arch_key(p, arch.gguf_name());
         let moe = (arch == LlmArch::Qwen3Moe).then(|| MoeHparams {
@@ -312,7 +313,7 @@ impl LlmHparams {
         };
         let n_vocab = match f.get(&k(LLM_VOCAB_SIZE)) {
             Some(_) => r.u32(&k(LLM_VOCAB_SIZE)),
-            None => f.get(TOK_TOKENS).and_then(|v| v.array_len()).unwrap_or(0) as u32,
+            None => f.get(TOK_TOKENS).and_then(|v| v.array_len()).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
         };
         let h = LlmHparams {
             arch,
@@ -461,5 +462,15 @@ pub(crate) mod tests {
         assert!(VisionHparams { select_layer: 2, ..tiny_vision() }.validate().is_err());
         assert!(VisionHparams { select_layer: -2, ..tiny_vision() }.validate().is_ok());
         assert!(VisionHparams { image_size: 100, ..tiny_vision() }.validate().is_err());
+    }
+
+    /// Issue #11 item 12: `-(n_layer as i32)` wrapped for 2^31 blocks, so select_layer −1 was
+    /// reported "outside the 2147483648 blocks".
+    #[test]
+    fn select_layer_bounds_do_not_wrap() {
+        assert!(VisionHparams { n_layer: 1 << 31, select_layer: -1, ..tiny_vision() }.validate().is_ok());
+        assert!(VisionHparams { n_layer: u32::MAX, select_layer: i32::MIN, ..tiny_vision() }.validate().is_ok());
+        let e = VisionHparams { n_layer: 3, select_layer: i32::MIN, ..tiny_vision() }.validate().unwrap_err();
+        assert!(e.contains("-2147483648 is outside the 3 blocks"), "{e}");
     }
 }

@@ -21,6 +21,7 @@ pub const LLM_KEY_LENGTH: &str = "{arch}.attention.key_length";
 pub const LLM_VALUE_LENGTH: &str = "{arch}.attention.value_length";
 pub const LLM_RMS_EPS: &str = "{arch}.attention.layer_norm_rms_epsilon";
 pub const LLM_ROPE_FREQ_BASE: &str = "{arch}.rope.freq_base";
+pub const LLM_ROPE_DIMENSION_COUNT: &str = "{arch}.rope.dimension_count";
 pub const LLM_VOCAB_SIZE: &str = "{arch}.vocab_size";
 pub const LLM_EXPERT_COUNT: &str = "{arch}.expert_count";
 pub const LLM_EXPERT_USED_COUNT: &str = "{arch}.expert_used_count";

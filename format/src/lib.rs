@@ -10,6 +10,8 @@
 //!
 //! The only `unsafe` in the crate is the memory map in [`mmap`].
 
+pub mod files;
+pub mod fixture;
 pub mod gguf;
 pub mod hparams;
 pub mod keys;
@@ -18,11 +20,13 @@ pub mod names;
 pub mod quant;
 pub mod template;
 pub mod types;
+pub mod validate;
 
 pub use hparams::{HparamsError, LlmArch, LlmHparams, MoeHparams, PsVersion, VisionHparams};
 pub use mmap::MappedFile;
 pub use names::{Category, Dim, FilePart, Scope, TensorEntry, TENSORS};
 pub use types::GgmlType;
+pub use validate::ValidationError;
 
 /// ggml's `GGUF_DEFAULT_ALIGNMENT` (gguf.h).
 pub const GGUF_DEFAULT_ALIGNMENT: usize = 32;

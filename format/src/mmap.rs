@@ -1,7 +1,6 @@
 //! Read-only file mappings: the converter reads safetensors through them and the runtime
 //! serves weights from them, so a model never has to fit in RAM twice.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A read-only memory map of a whole file.
@@ -12,8 +11,10 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
+    /// Maps a regular file (anything else, a FIFO or a device, is refused without blocking:
+    /// see [`crate::files::open_input`]).
     pub fn open(path: &Path) -> std::io::Result<MappedFile> {
-        let file = File::open(path)?;
+        let file = crate::files::open_input(path)?;
         let len = file.metadata()?.len();
         // mmap of an empty file fails on Linux; an empty mapping is represented by None.
         let map = if len == 0 {
@@ -26,6 +27,17 @@ impl MappedFile {
             Some(unsafe { memmap2::MmapOptions::new().map(&file)? })
         };
         Ok(MappedFile { path: path.to_path_buf(), map })
+    }
+
+    /// A read-only anonymous mapping holding a copy of `bytes`, named `path` in messages: the
+    /// same reader then parses data that is not in a file (tests, fuzzing).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<MappedFile> {
+        if bytes.is_empty() {
+            return Ok(MappedFile { path: path.to_path_buf(), map: None });
+        }
+        let mut m = memmap2::MmapOptions::new().len(bytes.len()).map_anon()?;
+        m.copy_from_slice(bytes);
+        Ok(MappedFile { path: path.to_path_buf(), map: Some(m.make_read_only()?) })
     }
 
     pub fn path(&self) -> &Path {

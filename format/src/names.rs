@@ -136,236 +136,39 @@ macro_rules! t {
 }
 
 /// Every tensor of a SAIL-VL2 checkpoint.
+#[rustfmt::skip]
 pub const TENSORS: &[TensorEntry] = &[
     // ---- language model (llama.cpp qwen3 / qwen3moe) ----
     t!("language_model.model.embed_tokens.weight", "token_embd.weight", Llm, Global, Always, [Vocab, Embd], [Embd, Vocab], TokenEmbd),
     t!("language_model.model.norm.weight", "output_norm.weight", Llm, Global, Always, [Embd], [Embd], Norm),
     t!("language_model.lm_head.weight", "output.weight", Llm, Global, Untied, [Vocab, Embd], [Embd, Vocab], Output),
-    t!(
-        "language_model.model.layers.{bid}.input_layernorm.weight",
-        "blk.{bid}.attn_norm.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [Embd],
-        [Embd],
-        Norm
-    ),
-    t!(
-        "language_model.model.layers.{bid}.self_attn.q_proj.weight",
-        "blk.{bid}.attn_q.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [QDim, Embd],
-        [Embd, QDim],
-        AttnQ
-    ),
-    t!(
-        "language_model.model.layers.{bid}.self_attn.k_proj.weight",
-        "blk.{bid}.attn_k.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [KvDim, Embd],
-        [Embd, KvDim],
-        AttnK
-    ),
-    t!(
-        "language_model.model.layers.{bid}.self_attn.v_proj.weight",
-        "blk.{bid}.attn_v.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [KvDim, Embd],
-        [Embd, KvDim],
-        AttnV
-    ),
-    t!(
-        "language_model.model.layers.{bid}.self_attn.o_proj.weight",
-        "blk.{bid}.attn_output.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [Embd, QDim],
-        [QDim, Embd],
-        AttnOut
-    ),
-    t!(
-        "language_model.model.layers.{bid}.self_attn.q_norm.weight",
-        "blk.{bid}.attn_q_norm.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [HeadDim],
-        [HeadDim],
-        Norm
-    ),
-    t!(
-        "language_model.model.layers.{bid}.self_attn.k_norm.weight",
-        "blk.{bid}.attn_k_norm.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [HeadDim],
-        [HeadDim],
-        Norm
-    ),
-    t!(
-        "language_model.model.layers.{bid}.post_attention_layernorm.weight",
-        "blk.{bid}.ffn_norm.weight",
-        Llm,
-        LlmBlock,
-        Always,
-        [Embd],
-        [Embd],
-        Norm
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.gate_proj.weight",
-        "blk.{bid}.ffn_gate.weight",
-        Llm,
-        LlmBlock,
-        Dense,
-        [Ff, Embd],
-        [Embd, Ff],
-        FfnGate
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.up_proj.weight",
-        "blk.{bid}.ffn_up.weight",
-        Llm,
-        LlmBlock,
-        Dense,
-        [Ff, Embd],
-        [Embd, Ff],
-        FfnUp
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.down_proj.weight",
-        "blk.{bid}.ffn_down.weight",
-        Llm,
-        LlmBlock,
-        Dense,
-        [Embd, Ff],
-        [Ff, Embd],
-        FfnDown
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.gate.weight",
-        "blk.{bid}.ffn_gate_inp.weight",
-        Llm,
-        LlmBlock,
-        Moe,
-        [Experts, Embd],
-        [Embd, Experts],
-        Router
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.experts.{xid}.gate_proj.weight",
-        "blk.{bid}.ffn_gate_exps.weight",
-        Llm,
-        LlmExperts,
-        Moe,
-        [FfExp, Embd],
-        [Embd, FfExp, Experts],
-        ExpGate
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.experts.{xid}.up_proj.weight",
-        "blk.{bid}.ffn_up_exps.weight",
-        Llm,
-        LlmExperts,
-        Moe,
-        [FfExp, Embd],
-        [Embd, FfExp, Experts],
-        ExpUp
-    ),
-    t!(
-        "language_model.model.layers.{bid}.mlp.experts.{xid}.down_proj.weight",
-        "blk.{bid}.ffn_down_exps.weight",
-        Llm,
-        LlmExperts,
-        Moe,
-        [Embd, FfExp],
-        [FfExp, Embd, Experts],
-        ExpDown
-    ),
+    t!("language_model.model.layers.{bid}.input_layernorm.weight", "blk.{bid}.attn_norm.weight", Llm, LlmBlock, Always, [Embd], [Embd], Norm),
+    t!("language_model.model.layers.{bid}.self_attn.q_proj.weight", "blk.{bid}.attn_q.weight", Llm, LlmBlock, Always, [QDim, Embd], [Embd, QDim], AttnQ),
+    t!("language_model.model.layers.{bid}.self_attn.k_proj.weight", "blk.{bid}.attn_k.weight", Llm, LlmBlock, Always, [KvDim, Embd], [Embd, KvDim], AttnK),
+    t!("language_model.model.layers.{bid}.self_attn.v_proj.weight", "blk.{bid}.attn_v.weight", Llm, LlmBlock, Always, [KvDim, Embd], [Embd, KvDim], AttnV),
+    t!("language_model.model.layers.{bid}.self_attn.o_proj.weight", "blk.{bid}.attn_output.weight", Llm, LlmBlock, Always, [Embd, QDim], [QDim, Embd], AttnOut),
+    t!("language_model.model.layers.{bid}.self_attn.q_norm.weight", "blk.{bid}.attn_q_norm.weight", Llm, LlmBlock, Always, [HeadDim], [HeadDim], Norm),
+    t!("language_model.model.layers.{bid}.self_attn.k_norm.weight", "blk.{bid}.attn_k_norm.weight", Llm, LlmBlock, Always, [HeadDim], [HeadDim], Norm),
+    t!("language_model.model.layers.{bid}.post_attention_layernorm.weight", "blk.{bid}.ffn_norm.weight", Llm, LlmBlock, Always, [Embd], [Embd], Norm),
+    t!("language_model.model.layers.{bid}.mlp.gate_proj.weight", "blk.{bid}.ffn_gate.weight", Llm, LlmBlock, Dense, [Ff, Embd], [Embd, Ff], FfnGate),
+    t!("language_model.model.layers.{bid}.mlp.up_proj.weight", "blk.{bid}.ffn_up.weight", Llm, LlmBlock, Dense, [Ff, Embd], [Embd, Ff], FfnUp),
+    t!("language_model.model.layers.{bid}.mlp.down_proj.weight", "blk.{bid}.ffn_down.weight", Llm, LlmBlock, Dense, [Embd, Ff], [Ff, Embd], FfnDown),
+    t!("language_model.model.layers.{bid}.mlp.gate.weight", "blk.{bid}.ffn_gate_inp.weight", Llm, LlmBlock, Moe, [Experts, Embd], [Embd, Experts], Router),
+    t!("language_model.model.layers.{bid}.mlp.experts.{xid}.gate_proj.weight", "blk.{bid}.ffn_gate_exps.weight", Llm, LlmExperts, Moe, [FfExp, Embd], [Embd, FfExp, Experts], ExpGate),
+    t!("language_model.model.layers.{bid}.mlp.experts.{xid}.up_proj.weight", "blk.{bid}.ffn_up_exps.weight", Llm, LlmExperts, Moe, [FfExp, Embd], [Embd, FfExp, Experts], ExpUp),
+    t!("language_model.model.layers.{bid}.mlp.experts.{xid}.down_proj.weight", "blk.{bid}.ffn_down_exps.weight", Llm, LlmExperts, Moe, [Embd, FfExp], [FfExp, Embd, Experts], ExpDown),
     // ---- SAIL-ViT ----
-    t!(
-        "vision_model.preprocessor.patchifier.proj.weight",
-        "v.patch_embd.weight",
-        Vision,
-        Global,
-        Always,
-        [VEmbd, VChannels, VPatch, VPatch],
-        [VPatch, VPatch, VChannels, VEmbd],
-        VisionMatrix
-    ),
+    t!("vision_model.preprocessor.patchifier.proj.weight", "v.patch_embd.weight", Vision, Global, Always, [VEmbd, VChannels, VPatch, VPatch], [VPatch, VPatch, VChannels, VEmbd], VisionMatrix),
     t!("vision_model.preprocessor.patchifier.proj.bias", "v.patch_embd.bias", Vision, Global, Always, [VEmbd], [VEmbd], Bias),
     t!("vision_model.preprocessor.patchifier.norm.weight", "v.patch_norm.weight", Vision, Global, Always, [VEmbd], [VEmbd], Norm),
-    t!(
-        "vision_model.preprocessor.pos_embed",
-        "v.position_embd.weight",
-        Vision,
-        Global,
-        Always,
-        [One, VPositions, VEmbd],
-        [VEmbd, VPositions],
-        PosEmbd
-    ),
+    t!("vision_model.preprocessor.pos_embed", "v.position_embd.weight", Vision, Global, Always, [One, VPositions, VEmbd], [VEmbd, VPositions], PosEmbd),
     t!("vision_model.trunk.blocks.{bid}.norm_1.weight", "v.blk.{bid}.ln1.weight", Vision, VisionBlock, Always, [VEmbd], [VEmbd], Norm),
-    t!(
-        "vision_model.trunk.blocks.{bid}.attn.qkv.weight",
-        "v.blk.{bid}.attn_qkv.weight",
-        Vision,
-        VisionBlock,
-        Always,
-        [VQkv, VEmbd],
-        [VEmbd, VQkv],
-        VisionMatrix
-    ),
-    t!(
-        "vision_model.trunk.blocks.{bid}.attn.proj.weight",
-        "v.blk.{bid}.attn_out.weight",
-        Vision,
-        VisionBlock,
-        Always,
-        [VEmbd, VEmbd],
-        [VEmbd, VEmbd],
-        VisionMatrix
-    ),
+    t!("vision_model.trunk.blocks.{bid}.attn.qkv.weight", "v.blk.{bid}.attn_qkv.weight", Vision, VisionBlock, Always, [VQkv, VEmbd], [VEmbd, VQkv], VisionMatrix),
+    t!("vision_model.trunk.blocks.{bid}.attn.proj.weight", "v.blk.{bid}.attn_out.weight", Vision, VisionBlock, Always, [VEmbd, VEmbd], [VEmbd, VEmbd], VisionMatrix),
     t!("vision_model.trunk.blocks.{bid}.norm_2.weight", "v.blk.{bid}.ln2.weight", Vision, VisionBlock, Always, [VEmbd], [VEmbd], Norm),
-    t!(
-        "vision_model.trunk.blocks.{bid}.mlp.fc1.weight",
-        "v.blk.{bid}.ffn_gate.weight",
-        Vision,
-        VisionBlock,
-        Always,
-        [VFf, VEmbd],
-        [VEmbd, VFf],
-        VisionMatrix
-    ),
-    t!(
-        "vision_model.trunk.blocks.{bid}.mlp.fc3.weight",
-        "v.blk.{bid}.ffn_up.weight",
-        Vision,
-        VisionBlock,
-        Always,
-        [VFf, VEmbd],
-        [VEmbd, VFf],
-        VisionMatrix
-    ),
-    t!(
-        "vision_model.trunk.blocks.{bid}.mlp.fc2.weight",
-        "v.blk.{bid}.ffn_down.weight",
-        Vision,
-        VisionBlock,
-        Always,
-        [VEmbd, VFf],
-        [VFf, VEmbd],
-        VisionMatrix
-    ),
+    t!("vision_model.trunk.blocks.{bid}.mlp.fc1.weight", "v.blk.{bid}.ffn_gate.weight", Vision, VisionBlock, Always, [VFf, VEmbd], [VEmbd, VFf], VisionMatrix),
+    t!("vision_model.trunk.blocks.{bid}.mlp.fc3.weight", "v.blk.{bid}.ffn_up.weight", Vision, VisionBlock, Always, [VFf, VEmbd], [VEmbd, VFf], VisionMatrix),
+    t!("vision_model.trunk.blocks.{bid}.mlp.fc2.weight", "v.blk.{bid}.ffn_down.weight", Vision, VisionBlock, Always, [VEmbd, VFf], [VFf, VEmbd], VisionMatrix),
     t!("vision_model.trunk.post_trunk_norm.weight", "v.post_ln.weight", Vision, Global, Always, [VEmbd], [VEmbd], Norm),
     // ---- mlp1 projector: LayerNorm, Linear, GELU (no weights), Linear ----
     t!("mlp1.0.weight", "mm.model.mlp.0.weight", Vision, Global, Always, [ProjIn], [ProjIn], Norm),

@@ -3,7 +3,8 @@
 //! Golden cases record the Python generator's argv and the sha256 of every file it wrote, so
 //! this port takes the same flags (parsed the way argparse does: abbreviations, negative
 //! numbers, `nargs="*"`) and reproduces the same bytes: weights, safetensors headers, shard
-//! split and index, and the config files (via `pyjson`, which mimics `json.dumps`).
+//! split and index, and the config files (`serde_json` values, written as `json.dumps` writes
+//! them by `pyjson`).
 //!
 //! The full-size presets exist for benchmarks. They keep `gen_ckpt.py`'s per-tensor values
 //! (a tensor's bytes depend only on seed, name, shape and dtype) but take their layout from the
@@ -16,10 +17,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::pyjson::{Json, Style};
+use serde_json::{json, Map, Value};
+
+use crate::pyjson::{self, Style};
 use crate::safetensors::{Progress, TensorSource};
 pub use crate::weights::Dtype;
-use crate::{model_assets_dir, Error, Result};
+use crate::{assets_dir_at, model_assets_dir, Error, Result};
 
 /// Files copied from the tokenizer folder (`gen_ckpt.TOKENIZER_FILES`).
 pub const TOKENIZER_FILES: [&str; 7] = [
@@ -128,6 +131,9 @@ pub struct Args {
     pub lm_head: LmHead,
     /// `None`: the repository's `assets/SAIL-VL2-2B`.
     pub tokenizer_dir: Option<PathBuf>,
+    /// The SAIL-VL2-2B config/tokenizer folder (templates of every preset). `None`: the
+    /// repository's `assets/SAIL-VL2-2B`, found through the path the binary was compiled at.
+    pub assets_dir: Option<PathBuf>,
     /// Accepted for make_tiny.py compatibility; no effect.
     pub meta_shapes: bool,
     /// Progress lines on stderr (on by default for the full-size presets).
@@ -166,6 +172,7 @@ impl Default for Args {
             tie_word_embeddings: false,
             lm_head: LmHead::Copy,
             tokenizer_dir: None,
+            assets_dir: None,
             meta_shapes: false,
             progress: false,
         }
@@ -264,6 +271,11 @@ pub struct CkptFlags {
     /// Tokenizer files to copy [default: the repository's assets/SAIL-VL2-2B]
     #[arg(long, value_name = "DIR")]
     pub tokenizer_dir: Option<PathBuf>,
+    /// SAIL-VL2-2B's config and tokenizer files, the templates of every preset [default: the
+    /// repository's assets/SAIL-VL2-2B, at the path this binary was built from]; for a binary
+    /// moved to another machine
+    #[arg(long, value_name = "DIR")]
+    pub assets: Option<PathBuf>,
     /// Accepted for make_tiny.py compatibility (no effect: tensors are streamed)
     #[arg(long)]
     pub meta_shapes: bool,
@@ -377,6 +389,10 @@ impl Args {
             v.push("--tokenizer-dir".into());
             v.push(d.display().to_string());
         }
+        if let Some(d) = &self.assets_dir {
+            v.push("--assets".into());
+            v.push(d.display().to_string());
+        }
         if self.meta_shapes {
             v.push("--meta-shapes".into());
         }
@@ -456,6 +472,9 @@ impl CkptFlags {
         if self.tokenizer_dir.is_some() {
             a.tokenizer_dir = self.tokenizer_dir;
         }
+        if self.assets.is_some() {
+            a.assets_dir = self.assets;
+        }
         a.no_norm_topk_prob |= self.no_norm_topk_prob;
         a.tie_word_embeddings |= self.tie_word_embeddings;
         a.meta_shapes |= self.meta_shapes;
@@ -484,26 +503,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn to_json(&self) -> Json {
-        let mut o = Json::object();
-        o.set("generator", self.generator.as_str().into());
-        o.set("generator_version", self.generator_version.into());
-        o.set("argv", Json::Array(self.argv.iter().map(|s| s.as_str().into()).collect()));
-        o.set("preset", self.preset.as_ref().map_or(Json::Null, |p| p.as_str().into()));
-        o.set("tokenizer_json_sha256", self.tokenizer_json_sha256.as_str().into());
-        o.set("vocab_size", self.vocab_size.into());
-        o.set("num_tensors", self.num_tensors.into());
-        o.set("num_params", self.num_params.into());
-        o.set("num_image_token_per_tile", self.num_image_token_per_tile.into());
-        o.set("weight_files", Json::Array(self.weight_files.iter().map(|s| s.as_str().into()).collect()));
-        o.set("sha256", Json::Object(self.sha256.iter().map(|(k, v)| (k.clone(), v.as_str().into())).collect()));
-        o
-    }
-
     /// As `gen_ckpt.py` prints it: `json.dumps(summary, indent=1)`.
     pub fn to_json_string(&self) -> String {
-        let style = Style { indent: Some(1), compact: false, ensure_ascii: true };
-        self.to_json().dumps(style)
+        pyjson::dumps(self, Style { indent: Some(1), ensure_ascii: true })
     }
 }
 
@@ -518,7 +520,7 @@ pub enum FileSource {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// config.json's content (parsed), for shapes and for callers.
-    pub config: Json,
+    pub config: Value,
     /// Non-weight files in the order they are written: (file name, source).
     pub files: Vec<(String, FileSource)>,
     /// All tensors in name order.
@@ -538,9 +540,9 @@ impl Plan {
     }
 }
 
-fn read_json(path: &Path) -> Result<Json> {
+fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-    Json::parse(&text).map_err(|msg| Error::BadInput { path: path.to_path_buf(), msg })
+    serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))
 }
 
 fn bad(path: &Path, msg: impl Into<String>) -> Error {
@@ -555,33 +557,34 @@ pub fn tokenizer_size(dir: &Path) -> Result<usize> {
     let ap = dir.join("added_tokens.json");
     let added = read_json(&ap)?;
     let items = added.as_object().ok_or_else(|| bad(&ap, "not an object"))?;
-    let mut max_id = None::<i128>;
+    let mut max_id = None::<i64>;
     for (k, v) in items {
-        let id = v.as_i128().ok_or_else(|| bad(&ap, format!("{k}: id is not an integer")))?;
+        let id = v.as_i64().ok_or_else(|| bad(&ap, format!("{k}: id is not an integer")))?;
         max_id = Some(max_id.map_or(id, |m| m.max(id)));
     }
     let max_id = max_id.ok_or_else(|| bad(&ap, "no added tokens"))?;
-    Ok(n.max(usize::try_from(max_id + 1).map_err(|_| bad(&ap, "negative token id"))?))
+    Ok(n.max(usize::try_from(max_id.saturating_add(1)).map_err(|_| bad(&ap, "negative token id"))?))
 }
 
 /// Python's `round()` of a float (ties to even) as an integer.
-fn py_round(x: f64) -> i128 {
-    x.round_ties_even() as i128
+fn py_round(x: f64) -> i64 {
+    x.round_ties_even() as i64
 }
 
 /// `gen_ckpt.tensor_specs(cfg)`: every tensor name (sorted) and shape.
-pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
-    let obj = |j: &Json, k: &str| -> Result<Json, String> { j.get(k).cloned().ok_or_else(|| format!("missing \"{k}\"")) };
-    let int = |j: &Json, k: &str| -> Result<usize, String> {
+pub fn tensor_specs(cfg: &Value) -> Result<Vec<(String, Vec<usize>)>, String> {
+    let obj = |j: &Value, k: &str| -> Result<Value, String> { j.get(k).cloned().ok_or_else(|| format!("missing \"{k}\"")) };
+    let int = |j: &Value, k: &str| -> Result<usize, String> {
         j.get(k)
-            .and_then(Json::as_i128)
+            .and_then(Value::as_u64)
             .and_then(|i| usize::try_from(i).ok())
             .ok_or_else(|| format!("\"{k}\" is missing or not a non-negative integer"))
     };
     // `d.get(k) or default` for ints
-    let int_or = |j: &Json, k: &str, d: usize| -> Result<usize, String> {
+    let int_or = |j: &Value, k: &str, d: usize| -> Result<usize, String> {
         match j.get(k) {
-            None | Some(Json::Null) | Some(Json::Int(0)) => Ok(d),
+            None | Some(Value::Null) => Ok(d),
+            Some(v) if v.as_i64() == Some(0) => Ok(d),
             Some(_) => int(j, k),
         }
     };
@@ -600,7 +603,7 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
         return Err("num_attention_heads is 0".into());
     }
     let hd = int_or(&l, "head_dim", h / nh)?;
-    let ratio = cfg.get("downsample_ratio").and_then(Json::as_f64).ok_or("\"downsample_ratio\" missing")?;
+    let ratio = cfg.get("downsample_ratio").and_then(Value::as_f64).ok_or("\"downsample_ratio\" missing")?;
     let r = usize::try_from(py_round(1.0 / ratio)).map_err(|_| "bad downsample_ratio")?;
     let nch = int_or(&v, "num_channels", 3)?;
     let mut sp: Vec<(String, Vec<usize>)> = vec![
@@ -633,10 +636,10 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
             sp.push((format!("{b}{n}"), shape));
         }
     }
-    let moe = l.get("model_type").and_then(Json::as_str) == Some("qwen3_moe");
+    let moe = l.get("model_type").and_then(Value::as_str) == Some("qwen3_moe");
     let num_experts = int_or(&l, "num_experts", 0)?;
-    let mlp_only: Vec<i128> = match l.get("mlp_only_layers") {
-        Some(Json::Array(a)) => a.iter().filter_map(Json::as_i128).collect(),
+    let mlp_only: Vec<i64> = match l.get("mlp_only_layers") {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
         _ => Vec::new(),
     };
     let step = match l.get("decoder_sparse_step") {
@@ -657,7 +660,7 @@ pub fn tensor_specs(cfg: &Json) -> Result<Vec<(String, Vec<usize>)>, String> {
         ] {
             sp.push((format!("{b}{n}"), shape));
         }
-        let sparse = moe && num_experts > 0 && !mlp_only.contains(&(i as i128)) && step != 0 && (i + 1) % step == 0;
+        let sparse = moe && num_experts > 0 && !mlp_only.contains(&(i as i64)) && step != 0 && (i + 1) % step == 0;
         if sparse {
             let im = int(&l, "moe_intermediate_size")?;
             sp.push((format!("{b}mlp.gate.weight"), vec![num_experts, h]));
@@ -698,26 +701,37 @@ pub fn shard_groups(tensors: &[(String, u64)], shards: i64) -> Vec<Vec<String>> 
     groups
 }
 
-/// `rope_theta` as `make_config` stores it: an int when integral.
-fn theta_json(theta: f64) -> Result<Json> {
-    if theta.is_finite() && theta.fract() == 0.0 {
-        if theta.abs() < 1.7e38 {
-            return Ok(Json::Int(theta as i128));
-        }
-        return Err(Error::InvalidArgs(format!("--rope-theta {theta} is too large")));
+/// `rope_theta` as `make_config` stores it: an int when integral. Python would also write
+/// `Infinity`/`NaN` and integers of any size; JSON values here are finite and 64-bit (see
+/// `pyjson`), so those are refused.
+fn theta_json(theta: f64) -> Result<Value> {
+    let refuse = |why: &str| Err(Error::InvalidArgs(format!("--rope-theta {theta} is {why}")));
+    if !theta.is_finite() {
+        return refuse("not finite");
     }
-    Ok(Json::Float(theta))
+    if theta.fract() != 0.0 {
+        return Ok(Value::from(theta));
+    }
+    // the ranges of u64 and i64 (powers of two are exact in f64, and so are the casts)
+    let (two64, two63) = (2f64.powi(64), 2f64.powi(63));
+    if (0.0..two64).contains(&theta) {
+        Ok(Value::from(theta as u64))
+    } else if (-two63..0.0).contains(&theta) {
+        Ok(Value::from(theta as i64))
+    } else {
+        refuse("too large")
+    }
 }
 
 /// `gen_ckpt.make_config(a, vocab)`.
-fn make_config(a: &Args, template: &Json, vocab: usize, path: &Path) -> Result<Json> {
-    let mut cfg = template.clone();
-    let mut llm = cfg.get("llm_config").filter(|j| j.as_object().is_some()).cloned().ok_or_else(|| bad(path, "no llm_config"))?;
-    let mut vis = cfg.get("vision_config").filter(|j| j.as_object().is_some()).cloned().ok_or_else(|| bad(path, "no vision_config"))?;
+fn make_config(a: &Args, template: &Value, vocab: usize, path: &Path) -> Result<Value> {
+    let mut cfg = template.as_object().cloned().ok_or_else(|| bad(path, "not an object"))?;
+    let sub = |k: &str| cfg.get(k).and_then(Value::as_object).cloned().ok_or_else(|| bad(path, format!("no {k}")));
+    let (mut llm, mut vis) = (sub("llm_config")?, sub("vision_config")?);
     let moe = a.variant == Variant::Moe;
     let arch = if moe { "Qwen3MoeForCausalLM" } else { "Qwen3ForCausalLM" };
     for (k, v) in [
-        ("architectures", Json::Array(vec![arch.into()])),
+        ("architectures", json!([arch])),
         ("model_type", (if moe { "qwen3_moe" } else { "qwen3" }).into()),
         ("head_dim", a.llm_head_dim.into()),
         ("hidden_size", a.llm_hidden.into()),
@@ -731,20 +745,20 @@ fn make_config(a: &Args, template: &Json, vocab: usize, path: &Path) -> Result<J
         ("torch_dtype", a.dtype.name().into()),
         ("vocab_size", vocab.into()),
     ] {
-        llm.set(k, v);
+        llm.insert(k.into(), v);
     }
     if moe {
         for (k, v) in [
-            ("decoder_sparse_step", Json::Int(1)),
-            ("mlp_only_layers", Json::Array(a.mlp_only_layers.iter().map(|&l| l.into()).collect())),
+            ("decoder_sparse_step", json!(1)),
+            ("mlp_only_layers", a.mlp_only_layers.clone().into()),
             ("moe_intermediate_size", a.moe_intermediate.into()),
             ("norm_topk_prob", (!a.no_norm_topk_prob).into()),
             ("num_experts", a.num_experts.into()),
             ("num_experts_per_tok", a.top_k.into()),
             ("output_router_logits", false.into()),
-            ("router_aux_loss_coef", Json::Float(0.001)),
+            ("router_aux_loss_coef", json!(0.001)),
         ] {
-            llm.set(k, v);
+            llm.insert(k.into(), v);
         }
     }
     for (k, v) in [
@@ -756,78 +770,77 @@ fn make_config(a: &Args, template: &Json, vocab: usize, path: &Path) -> Result<J
         ("patch_size", a.patch_size.into()),
         ("torch_dtype", a.dtype.name().into()),
     ] {
-        vis.set(k, v);
+        vis.insert(k.into(), v);
     }
-    cfg.set("force_image_size", a.image_size.into());
-    cfg.set("select_layer", a.select_layer.into());
-    cfg.set("torch_dtype", a.dtype.name().into());
+    cfg.insert("force_image_size".into(), a.image_size.into());
+    cfg.insert("select_layer".into(), a.select_layer.into());
+    cfg.insert("torch_dtype".into(), a.dtype.name().into());
     llm.sort_keys();
     vis.sort_keys();
-    cfg.set("llm_config", llm);
-    cfg.set("vision_config", vis);
+    cfg.insert("llm_config".into(), llm.into());
+    cfg.insert("vision_config".into(), vis.into());
     cfg.sort_keys();
-    Ok(cfg)
+    Ok(cfg.into())
 }
 
 /// Sets `key` keeping an existing key's place; a new key goes before the first greater key (the
 /// 2B config is nearly sorted, and stays readable that way).
-fn set_sorted(obj: &mut Json, key: &str, value: Json) {
-    if obj.get(key).is_some() {
-        obj.set(key, value);
-        return;
-    }
-    if let Json::Object(items) = obj {
-        let at = items.iter().position(|(k, _)| k.as_str() > key).unwrap_or(items.len());
-        items.insert(at, (key.to_string(), value));
+fn set_sorted(obj: &mut Map<String, Value>, key: &str, value: Value) {
+    match obj.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            let at = obj.keys().position(|k| k.as_str() > key).unwrap_or(obj.len());
+            obj.shift_insert(at, key.into(), value);
+        }
     }
 }
 
 /// The config of a full-size preset: SAIL-VL2-2B's, with the LLM sizes changed for 8b/moe.
-fn full_config(full: FullSize, dtype: Dtype, base: &Json, path: &Path) -> Result<Json> {
-    let mut cfg = base.clone();
-    let llm = cfg.get_mut("llm_config").ok_or_else(|| bad(path, "no llm_config"))?;
-    let mut sets: Vec<(&str, Json)> = Vec::new();
+fn full_config(full: FullSize, dtype: Dtype, base: &Value, path: &Path) -> Result<Value> {
+    let mut cfg = base.as_object().cloned().ok_or_else(|| bad(path, "not an object"))?;
+    let llm = cfg.get_mut("llm_config").and_then(Value::as_object_mut).ok_or_else(|| bad(path, "no llm_config"))?;
+    let mut sets: Vec<(&str, Value)> = Vec::new();
     match full {
         FullSize::Sail2b => {}
         FullSize::Sail8b => sets.extend([
-            ("hidden_size", Json::Int(4096)),
-            ("intermediate_size", Json::Int(12288)),
-            ("num_hidden_layers", Json::Int(36)),
-            ("max_window_layers", Json::Int(36)),
-            ("num_attention_heads", Json::Int(32)),
-            ("num_key_value_heads", Json::Int(8)),
-            ("head_dim", Json::Int(128)),
-            ("tie_word_embeddings", Json::Bool(false)),
+            ("hidden_size", json!(4096)),
+            ("intermediate_size", json!(12288)),
+            ("num_hidden_layers", json!(36)),
+            ("max_window_layers", json!(36)),
+            ("num_attention_heads", json!(32)),
+            ("num_key_value_heads", json!(8)),
+            ("head_dim", json!(128)),
+            ("tie_word_embeddings", json!(false)),
         ]),
         FullSize::SailMoe => sets.extend([
-            ("architectures", Json::Array(vec!["Qwen3MoeForCausalLM".into()])),
+            ("architectures", json!(["Qwen3MoeForCausalLM"])),
             ("model_type", "qwen3_moe".into()),
-            ("hidden_size", Json::Int(2048)),
-            ("num_hidden_layers", Json::Int(48)),
-            ("max_window_layers", Json::Int(48)),
-            ("num_attention_heads", Json::Int(32)),
-            ("num_key_value_heads", Json::Int(4)),
-            ("head_dim", Json::Int(128)),
-            ("tie_word_embeddings", Json::Bool(false)),
-            ("decoder_sparse_step", Json::Int(1)),
-            ("mlp_only_layers", Json::Array(Vec::new())),
-            ("moe_intermediate_size", Json::Int(768)),
-            ("norm_topk_prob", Json::Bool(true)),
-            ("num_experts", Json::Int(128)),
-            ("num_experts_per_tok", Json::Int(8)),
-            ("output_router_logits", Json::Bool(false)),
-            ("router_aux_loss_coef", Json::Float(0.001)),
+            ("hidden_size", json!(2048)),
+            ("num_hidden_layers", json!(48)),
+            ("max_window_layers", json!(48)),
+            ("num_attention_heads", json!(32)),
+            ("num_key_value_heads", json!(4)),
+            ("head_dim", json!(128)),
+            ("tie_word_embeddings", json!(false)),
+            ("decoder_sparse_step", json!(1)),
+            ("mlp_only_layers", json!([])),
+            ("moe_intermediate_size", json!(768)),
+            ("norm_topk_prob", json!(true)),
+            ("num_experts", json!(128)),
+            ("num_experts_per_tok", json!(8)),
+            ("output_router_logits", json!(false)),
+            ("router_aux_loss_coef", json!(0.001)),
         ]),
     }
     sets.push(("torch_dtype", dtype.name().into()));
     for (k, v) in sets {
         set_sorted(llm, k, v);
     }
-    if let Some(vis) = cfg.get_mut("vision_config") {
-        vis.set("torch_dtype", dtype.name().into());
+    if let Some(vis) = cfg.get_mut("vision_config").and_then(Value::as_object_mut) {
+        vis.insert("torch_dtype".into(), dtype.name().into());
     }
-    cfg.set("torch_dtype", dtype.name().into());
-    Ok(cfg)
+    cfg.insert("torch_dtype".into(), dtype.name().into());
+    Ok(cfg.into())
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -847,22 +860,20 @@ fn sha256_file(path: &Path) -> Result<String> {
 
 fn index_json(tensors: &[TensorSource], weight_files: &[(String, Vec<String>)], dtype: Dtype) -> String {
     let total: u64 = tensors.iter().map(|t| t.numel() * dtype.size() as u64).sum();
-    let mut wm: Vec<(String, Json)> =
-        weight_files.iter().flat_map(|(f, names)| names.iter().map(move |n| (n.clone(), Json::from(f.as_str())))).collect();
-    wm.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut meta = Json::object();
-    meta.set("total_size", total.into());
-    let mut idx = Json::object();
-    idx.set("metadata", meta);
-    idx.set("weight_map", Json::Object(wm));
-    idx.dumps(Style::indented(2)) + "\n"
+    let mut wm: Map<String, Value> =
+        weight_files.iter().flat_map(|(f, names)| names.iter().map(move |n| (n.clone(), Value::from(f.as_str())))).collect();
+    wm.sort_keys();
+    pyjson::dumps(&json!({"metadata": {"total_size": total}, "weight_map": wm}), Style::indented(2)) + "\n"
 }
 
 /// Computes and validates everything `generate` will write (no file is written).
 pub fn plan(a: &Args) -> Result<Plan> {
     // The reference generator's tokenizer fixtures and config templates are byte-identical
     // to the real model's files, so one committed folder serves every preset.
-    let model_dir = model_assets_dir()?;
+    let model_dir = match &a.assets_dir {
+        Some(dir) => assets_dir_at(dir)?,
+        None => model_assets_dir()?,
+    };
     let template_dir = model_dir.clone();
     let tok_dir = a.tokenizer_dir.clone().unwrap_or_else(|| model_dir.clone());
     let mut files: Vec<(String, FileSource)> = TOKENIZER_FILES.iter().map(|f| (f.to_string(), FileSource::Copy(tok_dir.join(f)))).collect();
@@ -889,15 +900,13 @@ pub fn plan(a: &Args) -> Result<Plan> {
             }
             let tp = template_dir.join("config.json");
             let cfg = make_config(a, &read_json(&tp)?, vocab, &tp)?;
-            files.push(("config.json".into(), FileSource::Text(cfg.dumps(Style::indented(2)) + "\n")));
+            files.push(("config.json".into(), FileSource::Text(pyjson::dumps(&cfg, Style::indented(2)) + "\n")));
             let pp_path = template_dir.join("preprocessor_config.json");
             let mut pp = read_json(&pp_path)?;
-            if pp.as_object().is_none() {
-                return Err(bad(&pp_path, "not an object"));
-            }
-            pp.set("image_size", a.image_size.into());
-            pp.set("patch_size", a.patch_size.into());
-            files.push(("preprocessor_config.json".into(), FileSource::Text(pp.dumps(Style::indented(4)) + "\n")));
+            let pp_obj = pp.as_object_mut().ok_or_else(|| bad(&pp_path, "not an object"))?;
+            pp_obj.insert("image_size".into(), a.image_size.into());
+            pp_obj.insert("patch_size".into(), a.patch_size.into());
+            files.push(("preprocessor_config.json".into(), FileSource::Text(pyjson::dumps(&pp, Style::indented(4)) + "\n")));
             files.push(("generation_config.json".into(), FileSource::Copy(template_dir.join("generation_config.json"))));
             (cfg, vocab, a.tie_word_embeddings && a.lm_head == LmHead::Copy)
         }
@@ -909,7 +918,7 @@ pub fn plan(a: &Args) -> Result<Plan> {
                 FileSource::Copy(cp.clone())
             } else {
                 // the 2B file is json.dumps(indent=2) without a final newline
-                FileSource::Text(cfg.dumps(Style::indented(2)))
+                FileSource::Text(pyjson::dumps(&cfg, Style::indented(2)))
             };
             files.push(("config.json".into(), text));
             files.push(("preprocessor_config.json".into(), FileSource::Copy(model_dir.join("preprocessor_config.json"))));
@@ -917,10 +926,10 @@ pub fn plan(a: &Args) -> Result<Plan> {
             let vocab = cfg
                 .get("llm_config")
                 .and_then(|l| l.get("vocab_size"))
-                .and_then(Json::as_i128)
+                .and_then(Value::as_u64)
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or_else(|| bad(&cp, "llm_config.vocab_size missing"))?;
-            let tie = cfg.get("llm_config").and_then(|l| l.get("tie_word_embeddings")) == Some(&Json::Bool(true));
+            let tie = cfg.get("llm_config").and_then(|l| l.get("tie_word_embeddings")) == Some(&Value::Bool(true));
             (cfg, vocab, tie && a.lm_head == LmHead::Copy)
         }
     };
@@ -951,7 +960,7 @@ pub fn plan(a: &Args) -> Result<Plan> {
     let (weight_files, sharded) = if a.full == Some(FullSize::Sail2b) {
         let ip = model_dir.join("model.safetensors.index.json");
         let idx = read_json(&ip)?;
-        let wm = idx.get("weight_map").and_then(Json::as_object).ok_or_else(|| bad(&ip, "no weight_map"))?;
+        let wm = idx.get("weight_map").and_then(Value::as_object).ok_or_else(|| bad(&ip, "no weight_map"))?;
         let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in wm {
             let f = v.as_str().ok_or_else(|| bad(&ip, format!("{k}: file name is not a string")))?;
@@ -988,9 +997,9 @@ pub fn plan(a: &Args) -> Result<Plan> {
 
     let grid = {
         let v = config.get("vision_config");
-        let s = config.get("force_image_size").and_then(Json::as_i128).filter(|&s| s != 0);
-        let s = s.or_else(|| v.and_then(|v| v.get("image_size")).and_then(Json::as_i128)).unwrap_or(0);
-        let p = v.and_then(|v| v.get("patch_size")).and_then(Json::as_i128).unwrap_or(1).max(1);
+        let s = config.get("force_image_size").and_then(Value::as_i64).filter(|&s| s != 0);
+        let s = s.or_else(|| v.and_then(|v| v.get("image_size")).and_then(Value::as_i64)).unwrap_or(0);
+        let p = v.and_then(|v| v.get("patch_size")).and_then(Value::as_i64).unwrap_or(1).max(1);
         (s / p) as usize
     };
     Ok(Plan {
@@ -1088,4 +1097,27 @@ pub fn generate(a: &Args) -> Result<Summary> {
         weight_files: p.weight_files.iter().map(|w| w.0.clone()).collect(),
         sha256,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_theta_as_make_config_stores_it() {
+        // json.dumps(int(t) if float(t).is_integer() else float(t)) in Python 3
+        for (theta, want) in [
+            (1e19, "10000000000000000000"),
+            (-(2f64.powi(63)), "-9223372036854775808"),
+            (1e4, "10000"),
+            (10000.5, "10000.5"),
+            (-0.0, "0"),
+            (1e-7, "1e-07"),
+        ] {
+            assert_eq!(pyjson::dumps(&theta_json(theta).unwrap(), Style::compact()), want);
+        }
+        for theta in [f64::INFINITY, f64::NAN, 1.8446744073709552e19, -9.3e18] {
+            assert!(theta_json(theta).is_err(), "{theta}");
+        }
+    }
 }

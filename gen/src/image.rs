@@ -3,7 +3,7 @@
 //! Golden cases record an image only by its generator arguments and sha256, so the PNG must be
 //! byte-identical to the Python one. That is possible because the picture is integer arithmetic
 //! plus PCG64 raw words, and the PNG uses *stored* deflate blocks (no compressor whose output
-//! could vary); the only checksums involved are CRC-32 and Adler-32, implemented here.
+//! could vary); the only checksums involved are CRC-32 and Adler-32 (`crc32fast`, `adler2`).
 
 use std::path::Path;
 
@@ -60,51 +60,12 @@ pub fn make_pixels(width: usize, height: usize, seed: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-const fn crc_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut n = 0;
-    while n < 256 {
-        let mut c = n as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        t[n] = c;
-        n += 1;
-    }
-    t
-}
-
-static CRC_TABLE: [u32; 256] = crc_table();
-
-/// CRC-32 (ISO-HDLC, as zlib's `crc32` and PNG's chunk checksum).
-pub fn crc32(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
-}
-
-/// Adler-32 (zlib's stream checksum).
-pub fn adler32(data: &[u8]) -> u32 {
-    const MOD: u32 = 65521;
-    let (mut a, mut b) = (1u32, 0u32);
-    // 5552 bytes is the longest run for which the sums cannot overflow u32 before reducing.
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += u32::from(x);
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
-    }
-    (b << 16) | a
-}
-
 fn chunk(out: &mut Vec<u8>, tag: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
     let start = out.len();
     out.extend_from_slice(tag);
     out.extend_from_slice(data);
-    let crc = crc32(&out[start..]);
+    let crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
@@ -130,7 +91,7 @@ pub fn png_bytes(pixels: &[u8], width: usize, height: usize) -> Result<Vec<u8>> 
         z.extend_from_slice(&(n ^ 0xffff).to_le_bytes());
         z.extend_from_slice(block);
     }
-    z.extend_from_slice(&adler32(&raw).to_be_bytes());
+    z.extend_from_slice(&adler2::adler32_slice(&raw).to_be_bytes());
     let mut ihdr = Vec::with_capacity(13);
     ihdr.extend_from_slice(&(width as u32).to_be_bytes());
     ihdr.extend_from_slice(&(height as u32).to_be_bytes());
@@ -156,12 +117,12 @@ mod tests {
 
     #[test]
     fn checksums() {
-        // zlib.crc32(b"123456789"), zlib.adler32(b"Wikipedia")
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+        // The crates compute zlib's checksums: zlib.crc32(b"123456789"), zlib.adler32(b"Wikipedia")
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
+        assert_eq!(adler2::adler32_slice(b"Wikipedia"), 0x11e6_0398);
         let big = vec![0xffu8; 100_000];
         // zlib.adler32(b"\xff" * 100000)
-        assert_eq!(adler32(&big), 0x149a_302c);
+        assert_eq!(adler2::adler32_slice(&big), 0x149a_302c);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! in parallel and streamed so that memory stays at a few tensor chunks.
 
 pub mod ckpt;
+pub mod compare;
 pub mod image;
 pub mod pyjson;
 pub mod rng;
@@ -38,7 +39,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgs(String),
     /// The repository's `assets/SAIL-VL2-2B` folder (config and tokenizer files) is missing.
-    #[error("{}: the SAIL-VL2-2B config/tokenizer files are missing (they ship in the repository's assets/ folder; pass --tokenizer-dir for another tokenizer)", path.display())]
+    #[error("{}: the SAIL-VL2-2B config/tokenizer files are missing (they ship in the repository's assets/SAIL-VL2-2B folder; pass --assets DIR where that folder lies elsewhere)", path.display())]
     MissingAssets { path: PathBuf },
 }
 
@@ -55,12 +56,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The SAIL-VL2-2B configuration, tokenizer and weight-index files committed in the repository
 /// (`assets/SAIL-VL2-2B`, no weights): the tokenizer and config templates of every preset.
+/// The path is the one the crate was compiled at: a binary moved to another machine takes the
+/// folder from `--assets` instead (`assets_dir_at`).
 pub fn model_assets_dir() -> Result<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("assets").join("SAIL-VL2-2B");
-    if path.join("config.json").is_file() {
-        Ok(std::fs::canonicalize(&path).unwrap_or(path))
+    assets_dir_at(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("assets").join("SAIL-VL2-2B"))
+}
+
+/// `dir` if it holds the SAIL-VL2-2B config/tokenizer files (checked by its `config.json`).
+pub fn assets_dir_at(dir: &Path) -> Result<PathBuf> {
+    if dir.join("config.json").is_file() {
+        Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
     } else {
-        Err(Error::MissingAssets { path })
+        Err(Error::MissingAssets { path: dir.to_path_buf() })
     }
 }
 

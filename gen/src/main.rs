@@ -1,5 +1,6 @@
 //! `sail-gen`: command-line front end of the `sail_gen` library (checkpoints and test images),
-//! so that fixtures can be rebuilt by hand exactly as the tests rebuild them.
+//! so that fixtures can be rebuilt by hand exactly as the tests rebuild them, and their outputs
+//! compared where no Rust toolchain or numpy is installed.
 
 use std::path::PathBuf;
 
@@ -52,6 +53,18 @@ sail-gen ckpt --out /tmp/sail-2b --preset 2b"
         #[arg(long, value_name = "FILE.png")]
         out: PathBuf,
     },
+    /// Compare two f32 .npy files (NMSE, max relative error, argmax) and print JSON
+    #[command(long_about = "Compare two little-endian f32 .npy files of the same shape and print one JSON object: \
+nmse = Σ(got−ref)²/Σref², max_rel = max|got−ref|/max|ref|, max_abs, the argmax of each and the count of \
+non-finite values in GOT. The measures of sail's parity tests, for machines without Rust or numpy.")]
+    Compare {
+        /// The array under test
+        #[arg(value_name = "GOT.npy")]
+        got: PathBuf,
+        /// The reference array
+        #[arg(value_name = "REF.npy")]
+        reference: PathBuf,
+    },
 }
 
 fn main() {
@@ -79,6 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Image { width, height, seed, out } => {
             let sha = sail_gen::write_png(&out, width, height, seed)?;
             println!("{sha}");
+        }
+        Cmd::Compare { got, reference } => {
+            let c = sail_gen::compare::compare(&got, &reference)?;
+            println!("{}", serde_json::to_string(&c)?);
         }
     }
     Ok(())

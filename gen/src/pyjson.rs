@@ -1,36 +1,36 @@
-//! Just enough of Python's `json` module to reproduce the reference generators' files byte for
-//! byte.
+//! `json.dumps`'s exact bytes, written by `serde_json`.
 //!
-//! The config files and the safetensors header are written by `json.dumps`, so their bytes
-//! depend on Python's conventions: dicts keep insertion order (and `update` keeps an existing
-//! key's position), integers and floats are distinct (`1000000` vs `1000000.0`), floats print as
-//! `repr` does (shortest round trip, exponent form below 1e-4 and from 1e16 up: `1e-06`),
-//! `indent` puts every item on its own line, and `ensure_ascii` decides whether non-ASCII text
-//! is escaped. `serde_json` follows none of these exactly, and its default float parser is
-//! only best-effort, so this small value type with its own parser and printer is used instead.
+//! The config files, the weight index and the safetensors headers must be byte-identical to the
+//! ones `gen_ckpt.py` writes with `json.dumps`. `serde_json`'s value model already behaves like
+//! Python's where that matters: with `preserve_order` an object keeps insertion order, assigning
+//! an existing key keeps its place (as `d[k] = v` does), a repeated key when parsing keeps the
+//! first place and the last value (as `json.loads` does), and integers stay apart from floats
+//! (`1000000` vs `1000000.0`). Its `PrettyFormatter` lays out `indent=N` as Python does, and its
+//! `CompactFormatter` is `separators=(",", ":")`. The parser needs the `float_roundtrip` feature
+//! (enabled in the workspace) to round floats correctly, as Python's `float()` does.
+//!
+//! Two things differ, and [`PyFormatter`] overrides them: floats are printed as Python's `repr`
+//! prints them (`1e-06`, `1e+16`, where `serde_json` writes `1e-6` and `1e16`), and
+//! `ensure_ascii` (which `serde_json` lacks) escapes everything outside printable ASCII as
+//! `\uXXXX` (UTF-16 units, so a surrogate pair above U+FFFF).
+//!
+//! What `serde_json` cannot express, and why it does not matter here: a `Value` cannot hold NaN
+//! or infinities, and the serializer writes `null` for them before any formatter sees the number,
+//! so Python's `NaN`/`Infinity` cannot be produced; the only source of such a float is
+//! `--rope-theta`, which therefore must be finite. When parsing, integers beyond 64 bits and `-0`
+//! become floats (Python keeps them integers); none of the committed JSON files has such a number,
+//! and the tests check that each of them is reproduced byte for byte.
 
-use std::fmt::Write as _;
+use std::io::{self, Write};
 
-/// A JSON value with Python's int/float distinction and dict ordering.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(String),
-    Array(Vec<Json>),
-    /// Keys in insertion order, unique (as a Python dict).
-    Object(Vec<(String, Json)>),
-}
+use serde::Serialize;
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 
 /// How `json.dumps` was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
-    /// `indent=N` (`None`: everything on one line).
+    /// `indent=N`; `None` is `separators=(",", ":")` (the only one-line form the generators use).
     pub indent: Option<usize>,
-    /// `separators=(",", ":")` instead of the defaults.
-    pub compact: bool,
     /// `ensure_ascii` (Python's default is `True`).
     pub ensure_ascii: bool,
 }
@@ -38,121 +38,77 @@ pub struct Style {
 impl Style {
     /// `json.dumps(obj, indent=n, ensure_ascii=False)` (transformers' `to_json_string`).
     pub fn indented(n: usize) -> Self {
-        Style { indent: Some(n), compact: false, ensure_ascii: false }
+        Style { indent: Some(n), ensure_ascii: false }
     }
     /// `json.dumps(obj, separators=(",", ":"))` (the safetensors header).
     pub fn compact() -> Self {
-        Style { indent: None, compact: true, ensure_ascii: true }
+        Style { indent: None, ensure_ascii: true }
     }
 }
 
-impl Json {
-    /// An empty object.
-    pub fn object() -> Self {
-        Json::Object(Vec::new())
-    }
-
-    /// Parse JSON text as Python's `json.loads` would (including `NaN` and `Infinity`).
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
-        p.ws();
-        let v = p.value(0)?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(p.err("extra data after the JSON value"));
-        }
-        Ok(v)
-    }
-
-    /// The value of `key` if this is an object that has it.
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(items) => items.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// Mutable access to the value of `key`.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
-        match self {
-            Json::Object(items) => items.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// `d[key] = value`: an existing key keeps its position, a new one goes last.
-    /// Panics if `self` is not an object (a programming error here).
-    pub fn set(&mut self, key: &str, value: Json) {
-        let Json::Object(items) = self else { panic!("Json::set on a non-object") };
-        match items.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => items.push((key.to_string(), value)),
-        }
-    }
-
-    /// `dict(sorted(d.items()))` (by code point, as Python compares `str`). No-op on non-objects.
-    pub fn sort_keys(&mut self) {
-        if let Json::Object(items) = self {
-            items.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-    }
-
-    pub fn as_i128(&self) -> Option<i128> {
-        match self {
-            Json::Int(i) => Some(*i),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Json::Int(i) => Some(*i as f64),
-            Json::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_object(&self) -> Option<&[(String, Json)]> {
-        match self {
-            Json::Object(items) => Some(items),
-            _ => None,
-        }
-    }
-
-    /// `json.dumps(self, ...)` with the given style.
-    pub fn dumps(&self, style: Style) -> String {
-        let mut out = String::new();
-        write_value(self, &mut out, style, 0);
-        out
-    }
+/// `json.dumps(value, ...)` in the given style.
+///
+/// Panics only if `value` is not representable as JSON at all (a map with non-string keys), a
+/// programming error: callers pass a `serde_json::Value` or a plain struct.
+pub fn dumps<T: Serialize + ?Sized>(value: &T, style: Style) -> String {
+    let spaces = vec![b' '; style.indent.unwrap_or(0)];
+    let bytes = match style.indent {
+        Some(_) => write(value, PyFormatter { layout: PrettyFormatter::with_indent(&spaces), ensure_ascii: style.ensure_ascii }),
+        None => write(value, PyFormatter { layout: CompactFormatter, ensure_ascii: style.ensure_ascii }),
+    };
+    String::from_utf8(bytes).expect("serde_json and PyFormatter write UTF-8")
 }
 
-impl From<&str> for Json {
-    fn from(s: &str) -> Self {
-        Json::Str(s.to_string())
+fn write<T: Serialize + ?Sized, F: Formatter>(value: &T, formatter: F) -> Vec<u8> {
+    let mut ser = serde_json::Serializer::with_formatter(Vec::new(), formatter);
+    value.serialize(&mut ser).expect("a JSON-representable value serializes into memory");
+    ser.into_inner()
+}
+
+/// `serde_json`'s layout (`layout`) with Python's floats and `ensure_ascii`.
+#[derive(Debug)]
+pub struct PyFormatter<F> {
+    pub layout: F,
+    pub ensure_ascii: bool,
+}
+
+macro_rules! forward_layout {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name<W: ?Sized + Write>(&mut self, w: &mut W $(, $arg: $ty)*) -> io::Result<()> {
+            self.layout.$name(w $(, $arg)*)
+        }
+    )*};
+}
+
+impl<F: Formatter> Formatter for PyFormatter<F> {
+    forward_layout! {
+        begin_array(); end_array(); begin_array_value(first: bool); end_array_value();
+        begin_object(); end_object(); begin_object_key(first: bool); end_object_key();
+        begin_object_value(); end_object_value();
+    }
+
+    fn write_f64<W: ?Sized + Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        w.write_all(float_repr(value).as_bytes())
+    }
+
+    /// `serde_json` has already escaped quotes, backslashes and control characters (as Python
+    /// does, `\n` or `\u001f`) and passes the runs between them here.
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        if !self.ensure_ascii {
+            return w.write_all(fragment.as_bytes());
+        }
+        for c in fragment.chars() {
+            if (' '..='~').contains(&c) {
+                w.write_all(&[c as u8])?;
+            } else {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
     }
 }
-impl From<String> for Json {
-    fn from(s: String) -> Self {
-        Json::Str(s)
-    }
-}
-impl From<bool> for Json {
-    fn from(b: bool) -> Self {
-        Json::Bool(b)
-    }
-}
-macro_rules! from_int {
-    ($($t:ty),*) => {$(impl From<$t> for Json { fn from(i: $t) -> Self { Json::Int(i as i128) } })*};
-}
-from_int!(i32, i64, u32, u64, usize);
 
 /// Python's `float.__repr__` (as `json.dumps` uses it, with JSON's names for non-finite values).
 pub fn float_repr(x: f64) -> String {
@@ -166,7 +122,8 @@ pub fn float_repr(x: f64) -> String {
     if x == 0.0 {
         return format!("{sign}0.0");
     }
-    // Rust's `{:e}` prints the shortest round-trip digits, as Python's repr does.
+    // Rust's `{:e}` prints the shortest round-trip digits, as Python's repr does; only the
+    // placement of the point and the exponent's spelling differ.
     let e = format!("{:e}", x.abs());
     let (mant, exp) = e.split_once('e').expect("LowerExp has an exponent");
     let digits: String = mant.chars().filter(|c| *c != '.').collect();
@@ -189,338 +146,125 @@ pub fn float_repr(x: f64) -> String {
     format!("{sign}{body}")
 }
 
-fn write_str(s: &str, out: &mut String, ensure_ascii: bool) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if ensure_ascii && (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{:04x}", unit);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn newline(out: &mut String, style: Style, level: usize) {
-    if let Some(n) = style.indent {
-        out.push('\n');
-        out.push_str(&" ".repeat(n * level));
-    }
-}
-
-fn write_value(v: &Json, out: &mut String, style: Style, level: usize) {
-    let item_sep = if style.compact || style.indent.is_some() { "," } else { ", " };
-    let key_sep = if style.compact { ":" } else { ": " };
-    match v {
-        Json::Null => out.push_str("null"),
-        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Json::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Json::Float(f) => out.push_str(&float_repr(*f)),
-        Json::Str(s) => write_str(s, out, style.ensure_ascii),
-        Json::Array(items) if items.is_empty() => out.push_str("[]"),
-        Json::Object(items) if items.is_empty() => out.push_str("{}"),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, style, level + 1);
-                write_value(item, out, style, level + 1);
-            }
-            newline(out, style, level);
-            out.push(']');
-        }
-        Json::Object(items) => {
-            out.push('{');
-            for (i, (k, item)) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, style, level + 1);
-                write_str(k, out, style.ensure_ascii);
-                out.push_str(key_sep);
-                write_value(item, out, style, level + 1);
-            }
-            newline(out, style, level);
-            out.push('}');
-        }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn err(&self, msg: &str) -> String {
-        let line = self.s[..self.i.min(self.s.len())].iter().filter(|&&b| b == b'\n').count() + 1;
-        format!("{msg} (line {line}, byte {})", self.i)
-    }
-
-    fn ws(&mut self) {
-        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Json, String> {
-        if depth > 512 {
-            return Err(self.err("nesting too deep"));
-        }
-        let Some(&c) = self.s.get(self.i) else {
-            return Err(self.err("unexpected end of input"));
-        };
-        match c {
-            b'{' => {
-                self.i += 1;
-                // key -> position, so that a repeated key replaces in place (as in a Python dict)
-                // without a quadratic scan over large objects such as vocab.json
-                let mut items: Vec<(String, Json)> = Vec::new();
-                let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-                self.ws();
-                if self.eat("}") {
-                    return Ok(Json::Object(items));
-                }
-                loop {
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b'"') {
-                        return Err(self.err("expected a string key"));
-                    }
-                    let k = self.string()?;
-                    self.ws();
-                    if !self.eat(":") {
-                        return Err(self.err("expected ':'"));
-                    }
-                    self.ws();
-                    let v = self.value(depth + 1)?;
-                    match seen.get(&k) {
-                        Some(&at) => items[at].1 = v,
-                        None => {
-                            seen.insert(k.clone(), items.len());
-                            items.push((k, v));
-                        }
-                    }
-                    self.ws();
-                    if self.eat(",") {
-                        continue;
-                    }
-                    if self.eat("}") {
-                        return Ok(Json::Object(items));
-                    }
-                    return Err(self.err("expected ',' or '}'"));
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.eat("]") {
-                    return Ok(Json::Array(items));
-                }
-                loop {
-                    self.ws();
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    if self.eat(",") {
-                        continue;
-                    }
-                    if self.eat("]") {
-                        return Ok(Json::Array(items));
-                    }
-                    return Err(self.err("expected ',' or ']'"));
-                }
-            }
-            b'"' => Ok(Json::Str(self.string()?)),
-            _ if self.eat("null") => Ok(Json::Null),
-            _ if self.eat("true") => Ok(Json::Bool(true)),
-            _ if self.eat("false") => Ok(Json::Bool(false)),
-            _ if self.eat("NaN") => Ok(Json::Float(f64::NAN)),
-            _ if self.eat("Infinity") => Ok(Json::Float(f64::INFINITY)),
-            _ if self.eat("-Infinity") => Ok(Json::Float(f64::NEG_INFINITY)),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => Err(self.err("unexpected character")),
-        }
-    }
-
-    fn number(&mut self) -> Result<Json, String> {
-        let start = self.i;
-        let digits = |p: &mut Self| {
-            let s = p.i;
-            while p.i < p.s.len() && p.s[p.i].is_ascii_digit() {
-                p.i += 1;
-            }
-            p.i - s
-        };
-        if self.s[self.i] == b'-' {
-            self.i += 1;
-        }
-        let int_start = self.i;
-        let n = digits(self);
-        if n == 0 || (n > 1 && self.s[int_start] == b'0') {
-            return Err(self.err("bad number"));
-        }
-        let mut is_float = false;
-        if self.s.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            if digits(self) == 0 {
-                return Err(self.err("bad number"));
-            }
-            is_float = true;
-        }
-        if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.s.get(self.i), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            if digits(self) == 0 {
-                return Err(self.err("bad number"));
-            }
-            is_float = true;
-        }
-        let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII");
-        if is_float {
-            // Rust's float parser is correctly rounded, like Python's float().
-            text.parse::<f64>().map(Json::Float).map_err(|e| self.err(&e.to_string()))
-        } else {
-            text.parse::<i128>().map(Json::Int).map_err(|_| self.err("integer out of range"))
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("truncated \\u escape"))?;
-        let h = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
-        let v = u32::from_str_radix(h, 16).map_err(|_| self.err("bad \\u escape"))?;
-        self.i += 4;
-        Ok(v)
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.i += 1; // opening quote
-        let mut out = String::new();
-        loop {
-            let start = self.i;
-            while self.i < self.s.len() && self.s[self.i] != b'"' && self.s[self.i] != b'\\' {
-                if self.s[self.i] < 0x20 {
-                    return Err(self.err("control character in string"));
-                }
-                self.i += 1;
-            }
-            out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("invalid UTF-8"))?);
-            match self.s.get(self.i) {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(_) => {
-                    self.i += 1;
-                    let Some(&e) = self.s.get(self.i) else {
-                        return Err(self.err("unterminated string"));
-                    };
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let mut cp = self.hex4()?;
-                            if (0xd800..0xdc00).contains(&cp) && self.s[self.i..].starts_with(b"\\u") {
-                                let save = self.i;
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if (0xdc00..0xe000).contains(&lo) {
-                                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                                } else {
-                                    self.i = save;
-                                }
-                            }
-                            // Python keeps lone surrogates; Rust strings cannot, so they become U+FFFD.
-                            out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
-                        }
-                        _ => return Err(self.err("bad escape")),
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
-    #[test]
-    fn float_repr_matches_python() {
-        // Each right-hand side is Python's repr(x).
-        for (x, want) in [
-            (1e-06, "1e-06"),
-            (1e-05, "1e-05"),
-            (0.0001, "0.0001"),
-            (0.02, "0.02"),
-            (0.5, "0.5"),
-            (1.0, "1.0"),
-            (1000000.0, "1000000.0"),
-            (1e15, "1000000000000000.0"),
-            (1e16, "1e+16"),
-            (1.5e-07, "1.5e-07"),
-            (123456789.125, "123456789.125"),
-            (-0.0, "-0.0"),
-            (0.1 + 0.2, "0.30000000000000004"),
-            (2.5e300, "2.5e+300"),
-        ] {
-            assert_eq!(float_repr(x), want, "{x:e}");
-        }
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
     }
 
     #[test]
-    fn dumps_like_python() {
-        let v = Json::parse(r#"{"b": [1, 2.0, {}], "a": {"x": null, "y": "é\n"}, "c": []}"#).unwrap();
+    fn floats_as_python_repr() {
+        // json.dumps([1e-06, 1e-05, ...]) in Python 3
+        let floats = [
+            1e-06,
+            1e-05,
+            0.0001,
+            0.02,
+            0.5,
+            1.0,
+            1000000.0,
+            1e15,
+            1e16,
+            1e20,
+            1.5e-07,
+            123456789.125,
+            -0.0,
+            0.1 + 0.2,
+            2.5e300,
+            5e-324,
+            f64::MAX,
+            -1234.5,
+            0.001,
+            1e22,
+            9007199254740993.0,
+            1e-4 * 3.0,
+        ];
+        let want = "[1e-06, 1e-05, 0.0001, 0.02, 0.5, 1.0, 1000000.0, 1000000000000000.0, 1e+16, 1e+20, 1.5e-07, \
+                    123456789.125, -0.0, 0.30000000000000004, 2.5e+300, 5e-324, 1.7976931348623157e+308, -1234.5, 0.001, \
+                    1e+22, 9007199254740992.0, 0.00030000000000000003]";
+        let got: Vec<String> = floats.iter().map(|&x| dumps(&x, Style::compact())).collect();
+        assert_eq!(format!("[{}]", got.join(", ")), want);
+        // The same through a parsed Value, next to integers: 1 and 1.0 stay apart.
+        assert_eq!(
+            dumps(&parse("[1, 1.0, 1e-6, 1E+20, 18446744073709551615, -9223372036854775808]"), Style::compact()),
+            "[1,1.0,1e-06,1e+20,18446744073709551615,-9223372036854775808]"
+        );
+        // json.dumps([float("inf"), float("-inf"), float("nan")]); serde_json writes no such values.
+        assert_eq!([f64::INFINITY, f64::NEG_INFINITY, f64::NAN].map(float_repr), ["Infinity", "-Infinity", "NaN"]);
+    }
+
+    #[test]
+    fn strings_as_python() {
+        let s = "a\"b\\c/\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f} é ü 中 😀 \u{2028}";
+        // json.dumps(s)
+        let ascii = r#""a\"b\\c/\n\r\t\b\f\u0000\u001f\u007f \u00e9 \u00fc \u4e2d \ud83d\ude00 \u2028""#;
+        assert_eq!(dumps(s, Style { indent: None, ensure_ascii: true }), ascii);
+        // json.dumps(s, ensure_ascii=False)
+        let utf8 = "\"a\\\"b\\\\c/\\n\\r\\t\\b\\f\\u0000\\u001f\u{7f} é ü 中 😀 \u{2028}\"";
+        assert_eq!(dumps(s, Style { indent: None, ensure_ascii: false }), utf8);
+        // Keys are escaped the same way: json.dumps({"k😀": "v"}, separators=(",", ":"))
+        assert_eq!(dumps(&json!({"k😀": "v"}), Style::compact()), r#"{"k\ud83d\ude00":"v"}"#);
+        assert_eq!(parse(ascii), Value::from(s), "and parsed back");
+    }
+
+    #[test]
+    fn nesting_and_empty_containers_as_python() {
+        let v = parse(r#"{"b": [1, 2.0, {}], "a": {"x": null, "y": "é\n", "z": [[], [true, false]]}, "c": [], "d": {}}"#);
         // json.dumps(v, indent=2, ensure_ascii=False)
         assert_eq!(
-            v.dumps(Style::indented(2)),
-            "{\n  \"b\": [\n    1,\n    2.0,\n    {}\n  ],\n  \"a\": {\n    \"x\": null,\n    \"y\": \"é\\n\"\n  },\n  \"c\": []\n}"
+            dumps(&v, Style::indented(2)),
+            "{\n  \"b\": [\n    1,\n    2.0,\n    {}\n  ],\n  \"a\": {\n    \"x\": null,\n    \"y\": \"é\\n\",\n    \"z\": [\n      [],\n      [\n        true,\n        false\n      ]\n    ]\n  },\n  \"c\": [],\n  \"d\": {}\n}"
+        );
+        // json.dumps(v, indent=1)
+        assert_eq!(
+            dumps(&v, Style { indent: Some(1), ensure_ascii: true }),
+            "{\n \"b\": [\n  1,\n  2.0,\n  {}\n ],\n \"a\": {\n  \"x\": null,\n  \"y\": \"\\u00e9\\n\",\n  \"z\": [\n   [],\n   [\n    true,\n    false\n   ]\n  ]\n },\n \"c\": [],\n \"d\": {}\n}"
         );
         // json.dumps(v, separators=(",", ":"))
-        assert_eq!(v.dumps(Style::compact()), r#"{"b":[1,2.0,{}],"a":{"x":null,"y":"\u00e9\n"},"c":[]}"#);
+        assert_eq!(dumps(&v, Style::compact()), r#"{"b":[1,2.0,{}],"a":{"x":null,"y":"\u00e9\n","z":[[],[true,false]]},"c":[],"d":{}}"#);
+        assert_eq!(dumps(&json!([]), Style::indented(4)), "[]");
+        assert_eq!(dumps(&json!({}), Style::indented(4)), "{}");
     }
 
     #[test]
-    fn update_keeps_position() {
-        let mut v = Json::parse(r#"{"a": 1, "b": 2, "a": 3}"#).unwrap();
-        v.set("b", Json::Int(5));
-        v.set("c", Json::Int(6));
-        assert_eq!(v.dumps(Style::compact()), r#"{"a":3,"b":5,"c":6}"#);
+    fn dict_order_as_python() {
+        // json.dumps(json.loads('{"a":1,"b":2,"a":3}')) keeps the first place and the last value,
+        // and d["b"] = 5; d["c"] = 6 keeps "b" in place.
+        let mut v = parse(r#"{"a": 1, "b": 2, "a": 3}"#);
+        let m = v.as_object_mut().unwrap();
+        m.insert("b".into(), json!(5));
+        m.insert("c".into(), json!(6));
+        assert_eq!(dumps(&v, Style::compact()), r#"{"a":3,"b":5,"c":6}"#);
+    }
+
+    /// Every committed JSON file was written by `json.dumps`; parsing and dumping it again in the
+    /// same style must give the same bytes (tokenizer.json: 11 MB, 262k lines with non-ASCII text).
+    #[test]
+    fn committed_files_round_trip() {
+        let dir = crate::model_assets_dir().unwrap();
+        for (file, style, newline) in [
+            ("config.json", Style::indented(2), false),
+            ("preprocessor_config.json", Style::indented(4), false),
+            ("model.safetensors.index.json", Style::indented(2), true),
+            ("generation_config.json", Style::indented(2), true),
+            ("tokenizer_config.json", Style::indented(2), true),
+            ("special_tokens_map.json", Style::indented(2), true),
+            ("added_tokens.json", Style::indented(2), true),
+            ("tokenizer.json", Style::indented(2), false),
+            ("vocab.json", Style { indent: None, ensure_ascii: false }, false),
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let again = dumps(&parse(&text), style) + if newline { "\n" } else { "" };
+            assert!(again == text, "{file} does not round-trip");
+        }
+        // ensure_ascii over the same text: sha256 of json.dumps(json.load(f), indent=2) in Python 3
+        let tok = parse(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap());
+        let ascii = dumps(&tok, Style { indent: Some(2), ensure_ascii: true });
+        assert_eq!(crate::hex(&Sha256::digest(ascii.as_bytes())), "d2aa2fb3658ea3454b65f105522e31b65eee639cf8154dc8e42163033c05ef0c");
     }
 }

@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::pyjson::{Json, Style};
+use serde_json::{json, Map, Value};
+
+use crate::pyjson::{self, Style};
 use crate::weights::Dtype;
 use crate::{Error, Result};
 
@@ -41,23 +43,17 @@ impl TensorSource {
 pub fn header(tensors: &[(String, Vec<usize>)], dtype: Dtype) -> (Vec<u8>, Vec<(String, u64, u64)>) {
     let mut order: Vec<&(String, Vec<usize>)> = tensors.iter().collect();
     order.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut meta = Json::object();
-    meta.set("format", "pt".into());
-    let mut hdr = Json::object();
-    hdr.set("__metadata__", meta);
+    let mut hdr = Map::new();
+    hdr.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut off = 0u64;
     let mut layout = Vec::with_capacity(order.len());
     for (name, shape) in order {
         let nb = shape.iter().map(|&d| d as u64).product::<u64>() * dtype.size() as u64;
-        let mut e = Json::object();
-        e.set("dtype", dtype.st_name().into());
-        e.set("shape", Json::Array(shape.iter().map(|&d| Json::from(d)).collect()));
-        e.set("data_offsets", Json::Array(vec![Json::from(off), Json::from(off + nb)]));
-        hdr.set(name, e);
+        hdr.insert(name.clone(), json!({"dtype": dtype.st_name(), "shape": shape, "data_offsets": [off, off + nb]}));
         layout.push((name.clone(), off, off + nb));
         off += nb;
     }
-    let mut js = hdr.dumps(Style::compact()).into_bytes();
+    let mut js = pyjson::dumps(&Value::Object(hdr), Style::compact()).into_bytes();
     js.resize(js.len().div_ceil(8) * 8, b' ');
     let mut out = (js.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&js);

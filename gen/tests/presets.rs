@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use sail_gen::ckpt::{self, Args, Dtype, FileSource, FullSize, LmHead, Preset, Variant};
-use sail_gen::pyjson::Json;
+use serde_json::{json, Value};
 
 #[test]
 fn argv_like_argparse() {
@@ -62,6 +62,10 @@ fn bad_arguments_are_refused_before_writing() {
         &["--variant", "moe", "--top-k", "5"],
         &["--vocab-size", "1000"],
         &["--tokenizer-dir", "/nonexistent"],
+        // gen_ckpt.py would write `Infinity`, `NaN` or a 21-digit integer; see pyjson's doc
+        &["--rope-theta", "inf"],
+        &["--rope-theta", "nan"],
+        &["--rope-theta", "1e20"],
     ] {
         let mut a = Args::from_argv(argv).unwrap();
         a.out = out.clone();
@@ -71,7 +75,7 @@ fn bad_arguments_are_refused_before_writing() {
     assert!(ckpt::generate(&Args::default()).is_err(), "no --out");
 }
 
-fn llm(cfg: &Json, key: &str) -> Json {
+fn llm(cfg: &Value, key: &str) -> Value {
     cfg.get("llm_config").unwrap().get(key).unwrap().clone()
 }
 
@@ -95,8 +99,8 @@ fn full_2b_reuses_the_real_layout() {
 
     // Another dtype rewrites torch_dtype but keeps the rest of the 2B config.
     let p32 = ckpt::plan(&Args { dtype: Dtype::Float32, ..Args::preset(Preset::Sail2b) }).unwrap();
-    assert_eq!(llm(&p32.config, "torch_dtype"), Json::from("float32"));
-    assert_eq!(llm(&p32.config, "hidden_size"), Json::Int(2048));
+    assert_eq!(llm(&p32.config, "torch_dtype"), json!("float32"));
+    assert_eq!(llm(&p32.config, "hidden_size"), json!(2048));
 }
 
 #[test]
@@ -105,9 +109,9 @@ fn full_8b_and_moe_layouts() {
     assert_eq!(p.num_params(), 8_914_730_496, "spec §1");
     assert_eq!(p.tensors.len(), 578);
     assert_eq!(p.weight_files.len(), 4);
-    assert_eq!(llm(&p.config, "hidden_size"), Json::Int(4096));
-    assert_eq!(llm(&p.config, "num_hidden_layers"), Json::Int(36));
-    assert_eq!(llm(&p.config, "tie_word_embeddings"), Json::Bool(false));
+    assert_eq!(llm(&p.config, "hidden_size"), json!(4096));
+    assert_eq!(llm(&p.config, "num_hidden_layers"), json!(36));
+    assert_eq!(llm(&p.config, "tie_word_embeddings"), json!(false));
     let head = p.tensors.iter().find(|t| t.name == "language_model.lm_head.weight").unwrap();
     assert_eq!((head.shape.as_slice(), head.source.as_str()), (&[151936, 4096][..], "language_model.lm_head.weight"));
     let q = p.tensors.iter().find(|t| t.name == "language_model.model.layers.35.self_attn.k_proj.weight").unwrap();
@@ -118,10 +122,10 @@ fn full_8b_and_moe_layouts() {
     assert_eq!(p.num_params(), 31_230_947_840);
     assert_eq!(p.tensors.len(), 19046);
     assert_eq!(p.weight_files.len(), 13, "~5 GB shards");
-    assert_eq!(llm(&p.config, "model_type"), Json::from("qwen3_moe"));
-    assert_eq!(llm(&p.config, "num_experts"), Json::Int(128));
-    assert_eq!(llm(&p.config, "num_experts_per_tok"), Json::Int(8));
-    assert_eq!(llm(&p.config, "norm_topk_prob"), Json::Bool(true));
+    assert_eq!(llm(&p.config, "model_type"), json!("qwen3_moe"));
+    assert_eq!(llm(&p.config, "num_experts"), json!(128));
+    assert_eq!(llm(&p.config, "num_experts_per_tok"), json!(8));
+    assert_eq!(llm(&p.config, "norm_topk_prob"), json!(true));
     let e = p.tensors.iter().find(|t| t.name == "language_model.model.layers.47.mlp.experts.127.down_proj.weight").unwrap();
     assert_eq!(e.shape, [2048, 768]);
     let g = p.tensors.iter().find(|t| t.name == "language_model.model.layers.0.mlp.gate.weight").unwrap();

@@ -2,6 +2,8 @@
 //! graph across them, and weight buffers — on the CPU, straight over the file mapping.
 
 use super::graph::{Context, Graph, GraphError, Tensor};
+use super::llama::MAX_THREADS;
+use super::shim;
 use super::sys;
 use sail_format::GgmlType;
 use std::ffi::{c_void, CStr, CString};
@@ -21,6 +23,18 @@ pub enum BackendError {
     Compute { device: String, status: i32 },
     #[error(transparent)]
     Graph(#[from] GraphError),
+    #[error("thread count {0} is outside 1..={MAX_THREADS}")]
+    Threads(usize),
+    #[error("{what}: ggml raised an exception: {message}")]
+    Exception { what: &'static str, message: String },
+}
+
+fn threads(n: usize) -> Result<i32, BackendError> {
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(BackendError::Threads(n))
+    }
 }
 
 /// The kind of a ggml device.
@@ -30,6 +44,8 @@ pub enum DeviceKind {
     Gpu,
     IntegratedGpu,
     Accelerator,
+    /// A device of another machine, through ggml's RPC backend (see [`crate::rpc`]).
+    Remote,
     Other,
 }
 
@@ -52,7 +68,24 @@ fn cstr(p: *const std::os::raw::c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-/// Every device ggml registered (compiled-in backends).
+/// The names of the backends compiled into this build ("CPU", "Vulkan", "CUDA", "RPC", ...),
+/// whether or not a device of that kind is present. A program linking the static archive needs
+/// each backend's system library (for example `-lvulkan`), so link lines depend on this list.
+pub fn registries() -> Vec<String> {
+    // SAFETY: registry queries; indices are within the count.
+    let n = unsafe { sys::ggml_backend_reg_count() };
+    (0..n)
+        .filter_map(|i| {
+            // SAFETY: i < reg_count.
+            let r = unsafe { sys::ggml_backend_reg_get(i) };
+            // SAFETY: r is a registered backend; its name is owned by ggml.
+            (!r.is_null()).then(|| cstr(unsafe { sys::ggml_backend_reg_name(r) }))
+        })
+        .collect()
+}
+
+/// Every device ggml registered (compiled-in backends, and RPC servers added with
+/// [`crate::rpc::add_server`]).
 pub fn devices() -> Vec<DeviceInfo> {
     // SAFETY: registry queries; indices are within the count.
     let n = unsafe { sys::ggml_backend_dev_count() };
@@ -66,8 +99,11 @@ pub fn devices() -> Vec<DeviceInfo> {
             let (mut free, mut total) = (0usize, 0usize);
             // SAFETY: d is a registered device; out-pointers are valid locals.
             unsafe { sys::ggml_backend_dev_memory(d, &mut free, &mut total) };
+            // SAFETY: d is a registered device; its registry and name are owned by ggml.
+            let remote = cstr(unsafe { sys::ggml_backend_reg_name(sys::ggml_backend_dev_backend_reg(d)) }) == "RPC";
             // SAFETY: d is a registered device.
             let kind = match unsafe { sys::ggml_backend_dev_type(d) } {
+                _ if remote => DeviceKind::Remote,
                 sys::GGML_BACKEND_DEVICE_TYPE_CPU => DeviceKind::Cpu,
                 sys::GGML_BACKEND_DEVICE_TYPE_GPU => DeviceKind::Gpu,
                 sys::GGML_BACKEND_DEVICE_TYPE_IGPU => DeviceKind::IntegratedGpu,
@@ -103,11 +139,12 @@ unsafe impl Send for Backend {}
 impl Backend {
     /// The CPU backend with `n_threads` threads.
     pub fn cpu(n_threads: usize) -> Result<Backend, BackendError> {
+        let n = threads(n_threads)?;
         // SAFETY: creates a new CPU backend, freed in Drop.
         let p = unsafe { sys::ggml_backend_cpu_init() };
         let ptr = NonNull::new(p).ok_or_else(|| BackendError::Init("CPU".into()))?;
-        // SAFETY: ptr is a CPU backend.
-        unsafe { sys::ggml_backend_cpu_set_n_threads(ptr.as_ptr(), n_threads.max(1) as i32) };
+        // SAFETY: ptr is a CPU backend; n within ggml's thread limit.
+        unsafe { sys::ggml_backend_cpu_set_n_threads(ptr.as_ptr(), n) };
         Ok(Backend { ptr, name: "CPU".into(), is_cpu: true })
     }
 
@@ -136,11 +173,13 @@ impl Backend {
         self.is_cpu
     }
 
-    pub fn set_threads(&mut self, n: usize) {
+    pub fn set_threads(&mut self, n: usize) -> Result<(), BackendError> {
+        let n = threads(n)?;
         if self.is_cpu {
-            // SAFETY: ptr is a CPU backend.
-            unsafe { sys::ggml_backend_cpu_set_n_threads(self.ptr.as_ptr(), n.max(1) as i32) };
+            // SAFETY: ptr is a CPU backend; n within ggml's thread limit.
+            unsafe { sys::ggml_backend_cpu_set_n_threads(self.ptr.as_ptr(), n) };
         }
+        Ok(())
     }
 
     pub(crate) fn raw(&self) -> *mut sys::ggml_backend {
@@ -268,33 +307,31 @@ impl Executor {
         &self.backends[0]
     }
 
-    pub fn set_threads(&mut self, n: usize) {
-        for b in &mut self.backends {
-            b.set_threads(n);
-        }
+    pub fn set_threads(&mut self, n: usize) -> Result<(), BackendError> {
+        self.backends.iter_mut().try_for_each(|b| b.set_threads(n))
     }
 
     /// Allocates the graph's intermediates (reusing the buffers of earlier graphs); inputs can
     /// then be set, and [`Self::compute`] run.
     pub fn alloc(&mut self, g: &Graph<'_>) -> Result<(), BackendError> {
-        // SAFETY: resets previous allocations (a different graph may follow) then allocates.
-        let ok = unsafe {
-            sys::ggml_backend_sched_reset(self.sched.as_ptr());
-            sys::ggml_backend_sched_alloc_graph(self.sched.as_ptr(), g.raw())
-        };
-        if !ok {
-            return Err(BackendError::Alloc { what: "graph".into(), bytes: 0, device: self.names.clone() });
+        // SAFETY: resets previous allocations (a different graph may follow) then allocates;
+        // through the shim, an exception comes back as −1.
+        match unsafe { shim::sail_shim_sched_alloc_graph(self.sched.as_ptr(), g.raw()) } {
+            1 => Ok(()),
+            0 => Err(BackendError::Alloc { what: "graph".into(), bytes: 0, device: self.names.clone() }),
+            _ => Err(BackendError::Exception { what: "ggml_backend_sched_alloc_graph", message: shim::last_exception() }),
         }
-        Ok(())
     }
 
     pub fn compute(&mut self, g: &Graph<'_>) -> Result<(), BackendError> {
-        // SAFETY: the graph was allocated by this scheduler (alloc) and its inputs set.
-        let st = unsafe { sys::ggml_backend_sched_graph_compute(self.sched.as_ptr(), g.raw()) };
-        if st != sys::GGML_STATUS_SUCCESS {
-            return Err(BackendError::Compute { device: self.names.clone(), status: st as i32 });
+        // SAFETY: the graph was allocated by this scheduler (alloc) and its inputs set; through
+        // the shim, an exception comes back as a status.
+        let st = unsafe { shim::sail_shim_sched_graph_compute(self.sched.as_ptr(), g.raw()) };
+        match st {
+            sys::GGML_STATUS_SUCCESS => Ok(()),
+            shim::EXCEPTION => Err(BackendError::Exception { what: "ggml_backend_sched_graph_compute", message: shim::last_exception() }),
+            s => Err(BackendError::Compute { device: self.names.clone(), status: s }),
         }
-        Ok(())
     }
 
     /// Number of backend splits of the last graph (1 when it ran on one device).

@@ -19,9 +19,17 @@ pub enum GraphError {
 }
 
 /// A ggml context holding tensor headers only (`no_alloc`): data lives in backend buffers.
+///
+/// ggml aborts when a context runs out of room for headers or a graph out of node slots, so
+/// the context counts the tensors made in it and refuses, with an error, the one that would
+/// not fit.
 #[derive(Debug)]
 pub struct Context {
     ptr: NonNull<sys::ggml_context>,
+    made: std::cell::Cell<usize>,
+    /// Most tensors this context may make: its header room, and for a graph context also the
+    /// graph's node slots (every tensor made here can become a node).
+    limit: usize,
 }
 
 // SAFETY: a ggml context is a plain arena with no thread affinity; `&mut`/`&` access rules of
@@ -181,11 +189,24 @@ impl Context {
     /// nodes.
     pub fn new(n_tensors: usize, graph_size: usize) -> Result<Context, GraphError> {
         // SAFETY: pure size queries.
-        let size = unsafe { sys::ggml_tensor_overhead() * n_tensors + sys::ggml_graph_overhead_custom(graph_size, false) };
+        let (per_tensor, graph) = unsafe { (sys::ggml_tensor_overhead(), sys::ggml_graph_overhead_custom(graph_size, false)) };
+        let size = per_tensor.checked_mul(n_tensors).and_then(|t| t.checked_add(graph)).ok_or(GraphError::Init(usize::MAX))?;
         let params = sys::ggml_init_params { mem_size: size, mem_buffer: std::ptr::null_mut(), no_alloc: true };
         // SAFETY: ggml allocates and owns the arena; freed in Drop.
         let p = unsafe { sys::ggml_init(params) };
-        NonNull::new(p).map(|ptr| Context { ptr }).ok_or(GraphError::Init(size))
+        // a graph of `graph_size` slots also holds its leaves, so one slot stays free
+        let limit = if graph_size > 0 { n_tensors.min(graph_size - 1) } else { n_tensors };
+        NonNull::new(p).map(|ptr| Context { ptr, made: std::cell::Cell::new(0), limit }).ok_or(GraphError::Init(size))
+    }
+
+    /// Claims room for one more tensor, or says why there is none.
+    fn room(&self, op: &'static str) -> Result<(), GraphError> {
+        let n = self.made.get();
+        if n >= self.limit {
+            return Err(GraphError::Shape { op, why: format!("the context holds at most {} tensors", self.limit) });
+        }
+        self.made.set(n + 1);
+        Ok(())
     }
 
     pub(crate) fn raw(&self) -> *mut sys::ggml_context {
@@ -198,6 +219,7 @@ impl Context {
 
     /// A new tensor of type `ty` with ggml dims `ne` (1 to 4 of them).
     pub fn new_tensor(&self, ty: GgmlType, ne: &[i64]) -> R<'_> {
+        self.room("new_tensor")?;
         if ne.is_empty() || ne.len() > 4 || ne.iter().any(|&d| d <= 0) || ne[0] % ty.block_size() as i64 != 0 {
             return Err(GraphError::Shape { op: "new_tensor", why: format!("{ty} with dims {ne:?}") });
         }
@@ -207,6 +229,7 @@ impl Context {
     }
 
     pub fn new_i32(&self, n: i64) -> R<'_> {
+        self.room("new_i32")?;
         // SAFETY: ctx is live.
         let p = unsafe { sys::ggml_new_tensor_1d(self.raw(), sys::GGML_TYPE_I32, n) };
         Ok(self.wrap(p, "new_i32"))
@@ -224,6 +247,7 @@ impl Context {
 
     /// `a` [k, n] (weights), `b` [k, m, ...] → [n, m, ...].
     pub fn mul_mat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> R<'a> {
+        self.room("mul_mat")?;
         let (an, bn) = (a.ne(), b.ne());
         if an[0] != bn[0] || bn[2] % an[2] != 0 || bn[3] % an[3] != 0 {
             return Err(GraphError::Shape { op: "mul_mat", why: format!("{an:?} × {bn:?}") });
@@ -233,42 +257,49 @@ impl Context {
     }
 
     pub fn add<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> R<'a> {
+        self.room("add")?;
         can_repeat("add", a, b)?;
         // SAFETY: b broadcasts onto a (checked).
         Ok(self.wrap(unsafe { sys::ggml_add(self.raw(), a.raw(), b.raw()) }, "add"))
     }
 
     pub fn mul<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> R<'a> {
+        self.room("mul")?;
         can_repeat("mul", a, b)?;
         // SAFETY: b broadcasts onto a (checked).
         Ok(self.wrap(unsafe { sys::ggml_mul(self.raw(), a.raw(), b.raw()) }, "mul"))
     }
 
     pub fn scale<'a>(&'a self, a: Tensor<'a>, s: f32) -> R<'a> {
+        self.room("scale")?;
         // SAFETY: elementwise op on a live tensor.
         Ok(self.wrap(unsafe { sys::ggml_scale(self.raw(), a.raw(), s) }, "scale"))
     }
 
     /// RMSNorm over ne[0], no weight.
     pub fn rms_norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> R<'a> {
+        self.room("rms_norm")?;
         // SAFETY: row op on a live tensor.
         Ok(self.wrap(unsafe { sys::ggml_rms_norm(self.raw(), a.raw(), eps) }, "rms_norm"))
     }
 
     /// Mean/variance normalisation over ne[0], no affine part.
     pub fn norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> R<'a> {
+        self.room("norm")?;
         // SAFETY: row op on a live tensor.
         Ok(self.wrap(unsafe { sys::ggml_norm(self.raw(), a.raw(), eps) }, "norm"))
     }
 
     /// Exact (erf) GELU.
     pub fn gelu_erf<'a>(&'a self, a: Tensor<'a>) -> R<'a> {
+        self.room("gelu_erf")?;
         // SAFETY: elementwise op on a live tensor.
         Ok(self.wrap(unsafe { sys::ggml_gelu_erf(self.raw(), a.raw()) }, "gelu_erf"))
     }
 
     /// silu(a) · b.
     pub fn swiglu_split<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> R<'a> {
+        self.room("swiglu_split")?;
         same("swiglu_split", &a.ne(), &b.ne())?;
         // SAFETY: same shapes (checked).
         Ok(self.wrap(unsafe { sys::ggml_swiglu_split(self.raw(), a.raw(), b.raw()) }, "swiglu_split"))
@@ -276,16 +307,19 @@ impl Context {
 
     /// softmax(a · scale) over ne[0], no mask.
     pub fn soft_max_scaled<'a>(&'a self, a: Tensor<'a>, scale: f32) -> R<'a> {
+        self.room("soft_max_scaled")?;
         // SAFETY: row op on a live tensor; a NULL mask is allowed.
         Ok(self.wrap(unsafe { sys::ggml_soft_max_ext(self.raw(), a.raw(), std::ptr::null_mut(), scale, 0.0) }, "soft_max_ext"))
     }
 
     pub fn cont<'a>(&'a self, a: Tensor<'a>) -> R<'a> {
+        self.room("cont")?;
         // SAFETY: copies a live tensor into a contiguous one.
         Ok(self.wrap(unsafe { sys::ggml_cont(self.raw(), a.raw()) }, "cont"))
     }
 
     pub fn reshape<'a>(&'a self, a: Tensor<'a>, ne: &[i64]) -> R<'a> {
+        self.room("reshape")?;
         let n: i64 = ne.iter().product();
         // SAFETY: pure query.
         let contiguous = unsafe { sys::ggml_is_contiguous(a.raw()) };
@@ -306,6 +340,7 @@ impl Context {
 
     /// ggml_permute: source axis i goes to position `axes[i]`.
     pub fn permute<'a>(&'a self, a: Tensor<'a>, axes: [i32; 4]) -> R<'a> {
+        self.room("permute")?;
         let mut seen = [false; 4];
         for &x in &axes {
             if !(0..4).contains(&x) || seen[x as usize] {
@@ -319,6 +354,7 @@ impl Context {
 
     /// A 3-D view with explicit strides (bytes) and byte offset.
     pub fn view_3d<'a>(&'a self, a: Tensor<'a>, ne: [i64; 3], nb1: usize, nb2: usize, offset: usize) -> R<'a> {
+        self.room("view_3d")?;
         let elt = a.nb()[0];
         let last = offset + ((ne[0] - 1) as usize) * elt + ((ne[1] - 1) as usize) * nb1 + ((ne[2] - 1) as usize) * nb2 + elt;
         if ne.iter().any(|&d| d <= 0) || last > a.n_bytes() {
@@ -370,6 +406,7 @@ impl Context {
     /// 2-D im2col of `input` [W, H, C, N] for kernel `kernel` [KW, KH, C, OC] with stride =
     /// kernel size and no padding, in f32 (ggml_conv_2d would round pixels to f16).
     pub fn im2col_patches<'a>(&'a self, kernel: Tensor<'a>, input: Tensor<'a>) -> R<'a> {
+        self.room("im2col_patches")?;
         let (k, i) = (kernel.ne(), input.ne());
         if k[2] != i[2] || i[0] % k[0] != 0 || i[1] % k[1] != 0 {
             return Err(GraphError::Shape { op: "im2col", why: format!("kernel {k:?} on input {i:?}") });
@@ -382,6 +419,7 @@ impl Context {
     }
 
     pub fn get_rows<'a>(&'a self, a: Tensor<'a>, ids: Tensor<'a>) -> R<'a> {
+        self.room("get_rows")?;
         // SAFETY: ggml checks ids is I32; both live.
         Ok(self.wrap(unsafe { sys::ggml_get_rows(self.raw(), a.raw(), ids.raw()) }, "get_rows"))
     }
@@ -422,5 +460,30 @@ impl Graph<'_> {
     pub fn n_nodes(&self) -> usize {
         // SAFETY: live graph.
         unsafe { sys::ggml_graph_n_nodes(self.raw()) as usize }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ggml aborts the process when a context has no room for one more tensor header, or a
+    /// graph no slot for one more node; the wrapper refuses that tensor with an error instead.
+    #[test]
+    fn a_full_context_is_an_error_not_an_abort() {
+        let ctx = Context::new(2, 0).unwrap();
+        let a = ctx.new_tensor(GgmlType::F32, &[4]).unwrap();
+        let _b = ctx.new_tensor(GgmlType::F32, &[4]).unwrap();
+        assert!(ctx.new_tensor(GgmlType::F32, &[4]).is_err());
+        assert!(ctx.add(a, a).is_err());
+        // a graph context: every tensor may become a node, so they are bounded by the slots
+        let g = Context::new(100, 4).unwrap();
+        let x = g.new_tensor(GgmlType::F32, &[4]).unwrap();
+        let y = g.add(x, x).unwrap();
+        let z = g.mul(y, x).unwrap();
+        let e = g.add(z, x).unwrap_err();
+        assert!(e.to_string().contains("at most 3 tensors"), "{e}");
+        let graph = g.build_graph(4, &[z]);
+        assert!(graph.n_nodes() <= 4);
     }
 }

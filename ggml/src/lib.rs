@@ -10,12 +10,15 @@ mod backend;
 mod graph;
 mod llama;
 mod quantize;
+pub mod rpc;
+mod shim;
 mod weights;
 
 pub use backend::{devices, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor, NodeTime};
 pub use graph::{Context, Graph, GraphError, Tensor};
 pub use llama::{
-    init as llama_init, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams, Sampler, SamplerError, SamplerParams,
+    check_threads, init as llama_init, take_buffer_reports, BufferReport, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams,
+    Sampler, SamplerError, SamplerParams, MAX_THREADS,
 };
 pub use quantize::{dequantize, quantize, QuantizeError};
 pub use sail_format::{GgmlType, MappedFile, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT};

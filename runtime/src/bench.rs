@@ -1,12 +1,17 @@
 //! Measuring code behind `sail bench`: each figure is taken in this process, side by side with
 //! its yardstick, so ratios stay meaningful on a noisy machine. Printing is the CLI's.
 
-use crate::session::Model;
+use crate::cache::Hit;
+use crate::session::{GenerateParams, Model, PrepareTimings, SailError, Session, SessionParams};
+use crate::vision::decode::ImageLimits;
 use crate::vision::encoder::{MatmulShape, VisionEncoder, VisionError};
 use sail_format::{GgmlType, VisionHparams};
 use sail_ggml::{
-    quantize, Backend, BackendError, Context, ContextParams, Executor, GraphError, LlamaContext, LlamaError, NodeTime, QuantizeError,
+    quantize, Backend, BackendError, BufferReport, Context, ContextParams, Executor, GraphError, LlamaContext, LlamaError, LlamaModel,
+    NodeTime, QuantizeError,
 };
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,21 +74,284 @@ pub fn vision_flops_per_tile(hp: &VisionHparams) -> f64 {
         + 2.0 * out_tok * (hp.proj_in() as f64 * hp.proj_dim as f64 + (hp.proj_dim as f64).powi(2))
 }
 
+/// What [`llama_alone`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Alone {
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    /// With RPC servers: bytes over their connections, see [`RpcTraffic`].
+    pub rpc: Option<RpcTraffic>,
+}
+
+/// Bytes this process moved over its RPC connections (sent = acknowledged by the servers),
+/// from the kernel's TCP counters: the whole prefill, and per decoded token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcTraffic {
+    pub prefill_sent: u64,
+    pub prefill_received: u64,
+    pub decode_sent_per_token: f64,
+    pub decode_received_per_token: f64,
+}
+
 /// llama.cpp alone: prefill `ids`, then `n` greedy single-token decodes with a raw argmax (no
-/// sampler chain, no session). Returns tok/s (prefill, decode).
-pub fn llama_alone(model: &Model, ids: &[i32], n: usize, threads: usize, kv_f32: bool) -> Result<(f64, f64), BenchError> {
+/// sampler chain, no session).
+pub fn llama_alone(model: &Model, ids: &[i32], n: usize, threads: usize, kv_f32: bool) -> Result<Alone, BenchError> {
     let n_ctx = (ids.len() + n + 16) as u32;
     let mut ctx = LlamaContext::new(model.llm.clone(), &ContextParams { n_ctx, n_batch: 512, n_threads: threads, kv_f32 })?;
+    let bytes0 = sail_ggml::rpc::traffic();
     let t = Instant::now();
     ctx.decode_tokens(ids, 0, true)?;
+    // reading the logits waits for backends that compute asynchronously (GPU, RPC)
+    let _ = ctx.logits();
     let prefill = t.elapsed().as_secs_f64();
+    let bytes1 = sail_ggml::rpc::traffic();
     let t = Instant::now();
     for pos in ids.len()..ids.len() + n {
         let l = ctx.logits();
         let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
         ctx.decode_tokens(&[tok], pos as i32, true)?;
     }
-    Ok((ids.len() as f64 / prefill, n as f64 / t.elapsed().as_secs_f64()))
+    let _ = ctx.logits();
+    let decode = t.elapsed().as_secs_f64();
+    let rpc = match (bytes0, bytes1, sail_ggml::rpc::traffic()) {
+        (Some(a), Some(b), Some(c)) => Some(RpcTraffic {
+            prefill_sent: b.0.saturating_sub(a.0),
+            prefill_received: b.1.saturating_sub(a.1),
+            decode_sent_per_token: c.0.saturating_sub(b.0) as f64 / n.max(1) as f64,
+            decode_received_per_token: c.1.saturating_sub(b.1) as f64 / n.max(1) as f64,
+        }),
+        _ => None,
+    };
+    Ok(Alone { prefill_tok_s: ids.len() as f64 / prefill, decode_tok_s: n as f64 / decode, rpc })
+}
+
+// ---- memory on small devices and the first token with an image ----
+
+/// Resident memory of this process (Linux `/proc/self/smaps`; zeros where it is missing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resident {
+    pub rss: u64,
+    /// Anonymous pages (heap, llama.cpp's buffers, repacked weights).
+    pub anon: u64,
+    /// Resident pages of the mappings of the files asked about (the model files: weights served
+    /// from the page cache).
+    pub files: u64,
+}
+
+/// Reads `/proc/self/smaps` and sums resident pages; `files` are matched by canonical path.
+pub fn resident(files: &[&Path]) -> Resident {
+    let want: Vec<PathBuf> = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else { return Resident::default() };
+    let kb = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024;
+    let mut r = Resident::default();
+    let mut in_file = false;
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // a mapping header: range perms offset dev inode [path]
+            let path = line.split_whitespace().nth(5).map(PathBuf::from);
+            in_file = path.is_some_and(|p| want.contains(&p));
+        } else if line.starts_with("Rss:") {
+            let n = kb(line);
+            r.rss += n;
+            if in_file {
+                r.files += n;
+            }
+        } else if line.starts_with("Anonymous:") {
+            r.anon += kb(line);
+        }
+    }
+    r
+}
+
+/// CPU seconds (user + system, all threads) this process has used: on a loaded machine a
+/// single-threaded step's CPU time is closer to its quiet-machine wall time than its wall time is.
+/// From `/proc/self/stat` at the kernel's usual 100 ticks per second; 0 where it is missing.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // fields after the parenthesised command name; utime and stime are the 14th and 15th
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), to state with figures taken on a
+/// shared machine; empty where it is missing.
+pub fn load_average() -> Vec<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    s.split_whitespace().take(3).filter_map(|v| v.parse().ok()).collect()
+}
+
+/// Resets the peak RSS (VmHWM) to the current RSS, so a phase can be measured on its own
+/// (Linux ≥ 4.0; false where it cannot). Keep the earlier peak first if it matters.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// Where the memory of a loaded model with one live session goes.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySplit {
+    /// Sizes of the language and vision files.
+    pub files_bytes: u64,
+    /// Resident pages of those files' mappings (weights served from the page cache).
+    pub mapped_weights: u64,
+    /// llama.cpp's repacked weights (`CPU_REPACK` model buffers; anonymous memory).
+    pub repacked_weights: u64,
+    /// Other weights llama.cpp copied out of the mapping (non-`_Mapped` model buffers).
+    pub copied_weights: u64,
+    pub kv_cache: u64,
+    /// llama.cpp's compute and output buffers.
+    pub llm_compute: u64,
+    /// The vision encoder's compute buffers (kept between images).
+    pub vision_compute: u64,
+    /// Projector rows held by the model's image cache.
+    pub image_rows: u64,
+    pub resident: Resident,
+}
+
+impl MemorySplit {
+    /// `model_buffers`: llama.cpp's reports at load; `context_buffers`: those of the live session.
+    pub fn new(model: &Model, model_buffers: &[BufferReport], context_buffers: &[BufferReport]) -> MemorySplit {
+        let mut paths: Vec<&Path> = vec![&model.info.path];
+        paths.extend(model.vision_path.as_deref());
+        let files_bytes = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let sum = |v: &[BufferReport], f: &dyn Fn(&BufferReport) -> bool| v.iter().filter(|b| f(b)).map(|b| b.bytes).sum::<u64>();
+        let resident = resident(&paths);
+        MemorySplit {
+            files_bytes,
+            mapped_weights: resident.files,
+            repacked_weights: sum(model_buffers, &|b| b.kind == "model" && b.name.ends_with("_REPACK")),
+            copied_weights: sum(model_buffers, &|b| b.kind == "model" && !b.name.ends_with("_REPACK") && !b.name.ends_with("_Mapped")),
+            kv_cache: sum(context_buffers, &|b| b.kind == "KV"),
+            llm_compute: sum(context_buffers, &|b| b.kind == "compute" || b.kind == "output"),
+            vision_compute: model.vision.as_ref().map_or(0, |v| v.compute_buffer_bytes() as u64),
+            image_rows: model.image_cache().stats().memory_bytes,
+            resident,
+        }
+    }
+
+    /// Files + KV cache + compute buffers: what a model needs at least, and the yardstick of the
+    /// `--no-repack` memory target.
+    pub fn budget(&self) -> u64 {
+        self.files_bytes + self.kv_cache + self.llm_compute + self.vision_compute
+    }
+
+    /// Resident memory not in any of the parts above (code, heap, vocabulary; negative when
+    /// buffers are allocated but not all touched).
+    pub fn unattributed(&self) -> i64 {
+        let parts = self.mapped_weights
+            + self.repacked_weights
+            + self.copied_weights
+            + self.kv_cache
+            + self.llm_compute
+            + self.vision_compute
+            + self.image_rows;
+        self.resident.rss as i64 - parts as i64
+    }
+}
+
+/// One question about an image as a user sees it, in a new session: from reading the file to
+/// the first generated token.
+#[derive(Debug, Clone, Default)]
+pub struct FirstToken {
+    /// Where the rows came from (`None`: encoded now).
+    pub hit: Option<Hit>,
+    pub tiles: usize,
+    pub tiles_encoded: usize,
+    pub prepare: PrepareTimings,
+    pub encode_ms: f64,
+    pub prefill_ms: f64,
+    pub prefill_tokens: usize,
+    /// Everything else before the first token (context allocation, tokenizing, sampling).
+    pub other_ms: f64,
+    /// Reading the file to the first token.
+    pub ttft_ms: f64,
+}
+
+/// Asks `question` about `image` in a new session and times every step up to the first token;
+/// `inspect` sees the session after the turn, while its memory is still held.
+pub fn first_token(
+    model: &Arc<Model>,
+    sp: &SessionParams,
+    image: &Path,
+    max_tiles: Option<u32>,
+    limits: ImageLimits,
+    question: &str,
+    inspect: impl FnOnce(&Session),
+) -> Result<FirstToken, SailError> {
+    let t0 = Instant::now();
+    let img = model.prepare_image_file(image, max_tiles, limits)?;
+    let (hit, prepare) = (img.cache_hit(), img.timings);
+    let mut s = Session::new(model.clone(), sp.clone());
+    s.add_image(img)?;
+    let gp = GenerateParams { n_predict: 1, ignore_eos: true, ..Default::default() };
+    let mut first = None;
+    let g = s.generate(question, &gp, |_, _| {
+        first.get_or_insert_with(|| t0.elapsed().as_secs_f64() * 1e3);
+        true
+    })?;
+    inspect(&s);
+    let ttft_ms = first.unwrap_or_else(|| t0.elapsed().as_secs_f64() * 1e3);
+    let t = &g.timings;
+    Ok(FirstToken {
+        hit,
+        tiles: g.tiles,
+        tiles_encoded: g.tiles_encoded,
+        prepare,
+        encode_ms: t.vision_ms,
+        prefill_ms: t.prefill_ms,
+        prefill_tokens: t.prefill_tokens,
+        other_ms: ttft_ms - prepare.total_ms() - t.vision_ms - t.prefill_ms,
+        ttft_ms,
+    })
+}
+
+/// Prefill and decode speed of two language models (the same file repacked and not, say),
+/// measured in alternation: each round prefills `ids` and decodes `n` greedy tokens on A, then
+/// on B, so a change in machine load hits both alike. Returns per round
+/// (A prefill, A decode, B prefill, B decode) in tok/s.
+pub fn alternate(
+    a: &Arc<LlamaModel>,
+    b: &Arc<LlamaModel>,
+    ids: &[i32],
+    n: usize,
+    rounds: usize,
+    threads: usize,
+    kv_f32: bool,
+) -> Result<Vec<[f64; 4]>, BenchError> {
+    let n_ctx = (ids.len() + n + 16) as u32;
+    let p = ContextParams { n_ctx, n_batch: 512, n_threads: threads, kv_f32 };
+    let mut ctx = [LlamaContext::new(a.clone(), &p)?, LlamaContext::new(b.clone(), &p)?];
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut r = [0.0; 4];
+        for (i, c) in ctx.iter_mut().enumerate() {
+            c.truncate(0);
+            let t = Instant::now();
+            c.decode_tokens(ids, 0, true)?;
+            r[2 * i] = ids.len() as f64 / t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for pos in ids.len()..ids.len() + n {
+                let l = c.logits();
+                let tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i32;
+                c.decode_tokens(&[tok], pos as i32, true)?;
+            }
+            r[2 * i + 1] = n as f64 / t.elapsed().as_secs_f64();
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The median of `v` (NaN for an empty list).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    s.sort_by(|x, y| x.total_cmp(y));
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
 
 /// Median, minimum and maximum of repeated measurements.

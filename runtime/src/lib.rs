@@ -5,11 +5,15 @@
 //! engine (images to projector rows, the one prompt builder, sessions) → the front ends (the
 //! `sail` CLI, the C API, the server), each thin over [`session`].
 
+#[cfg(feature = "engine")]
 pub mod bench;
+pub mod cache;
 pub mod npy;
+#[cfg(feature = "engine")]
 pub mod session;
 pub mod text;
 pub mod vision;
 
 pub use sail_format as format;
+#[cfg(feature = "engine")]
 pub use sail_ggml as ggml;

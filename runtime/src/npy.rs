@@ -3,9 +3,15 @@
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `data` with `shape` as a version-1.0 `.npy` file, via a temporary name.
+/// Writes `data` with `shape` as a version-1.0 `.npy` file, via a temporary name. Something
+/// at `path` that is not a regular file (`/dev/null`, a FIFO, a folder) is refused rather than
+/// replaced by the rename.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(data.len()) {
+        return Err(invalid(format!("shape {shape:?} does not hold {} values", data.len())));
+    }
+    sail_format::files::check_output(path, &[]).map_err(|e| invalid(e.to_string()))?;
     let dims = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),

@@ -15,9 +15,10 @@ Writes into DIR:
   manifest.tsv           one line per case (see HEADER) plus `cand` lines with the candidate grid
                          order (real CPython sets) for every max_num in 1..=64
 
-The tiling is SAIL's (InternVL's dynamic_preprocess) as in ../../../shared/reference/sail_common.py.
-If that file is importable (set SAIL_REFERENCE_DIR, or it sits at the usual relative path), every
-case is also run through sail_common.dynamic_tiles / to_pixel_values and must agree bit for bit.
+The tiling is SAIL's (InternVL's dynamic_preprocess), as in the team's reference harness
+(sail_common.py, not part of this repository). A maintainer who has it can set SAIL_REFERENCE_DIR
+to its folder: every case is then also run through sail_common.dynamic_tiles / to_pixel_values
+and must agree bit for bit. The tests never need it.
 """
 from __future__ import annotations
 
@@ -92,9 +93,7 @@ def reference_tiles(img, image_size, max_num, path):
 
 
 def load_sail_common():
-    cands = [os.environ.get("SAIL_REFERENCE_DIR"),
-             os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference")]
-    for d in cands:
+    for d in [os.environ.get("SAIL_REFERENCE_DIR")]:
         if d and os.path.exists(os.path.join(d, "sail_common.py")):
             sys.path.insert(0, d)
             try:

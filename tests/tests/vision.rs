@@ -4,8 +4,10 @@
 //! 1×1 to 3×3 + thumbnail, portrait and landscape, and select_layer −1 and −2. Quantized vision
 //! types stay within measured bounds.
 
+use sail::vision::decode::{load_image, ImageLimits};
 use sail::vision::encoder::{Attention, EncoderParams, VisionEncoder};
-use sail::vision::preprocess::{load_image, preprocess, ImageLimits, PreprocessConfig};
+use sail::vision::preprocess;
+use sail::vision::tiling::PreprocessConfig;
 use sail_format::quant::{Preset, VisionType};
 use sail_format::GgmlType;
 use sail_testkit::{checkpoint, converted, golden::Case, metrics};

@@ -11,7 +11,7 @@ mod write;
 
 pub use read::{GgufError, GgufFile, TensorInfo};
 pub use value::{Value, ValueType};
-pub use write::{GgufWriter, PlannedTensor};
+pub use write::{write_raw, GgufWriter, PlannedTensor, RawTensor};
 
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const GGUF_VERSION: u32 = 3;

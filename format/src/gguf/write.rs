@@ -169,3 +169,42 @@ impl<W: Write> GgufWriter<W> {
         Ok((self.out, self.written))
     }
 }
+
+/// A tensor header written exactly as given (any type id, any offset), for tools and tests
+/// that need files the checked writer would refuse to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub name: String,
+    pub ne: Vec<u64>,
+    pub type_id: u32,
+    /// Offset from the start of the data section.
+    pub offset: u64,
+}
+
+/// Writes a GGUF file with exactly these metadata, tensor headers and data section; the data
+/// section starts at the next multiple of `alignment` after the header.
+pub fn write_raw(mut out: impl Write, kvs: &[(String, Value)], tensors: &[RawTensor], data: &[u8], alignment: usize) -> io::Result<()> {
+    let mut h = Vec::new();
+    h.extend_from_slice(GGUF_MAGIC);
+    h.extend_from_slice(&GGUF_VERSION.to_le_bytes());
+    h.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    h.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        put_str(&mut h, k);
+        put_value(&mut h, v);
+    }
+    for t in tensors {
+        put_str(&mut h, &t.name);
+        h.extend_from_slice(&(t.ne.len() as u32).to_le_bytes());
+        for d in &t.ne {
+            h.extend_from_slice(&d.to_le_bytes());
+        }
+        h.extend_from_slice(&t.type_id.to_le_bytes());
+        h.extend_from_slice(&t.offset.to_le_bytes());
+    }
+    let a = alignment.max(1);
+    h.resize(h.len().div_ceil(a) * a, 0);
+    out.write_all(&h)?;
+    out.write_all(data)?;
+    out.flush()
+}

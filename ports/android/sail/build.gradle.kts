@@ -25,7 +25,7 @@ android {
             cmake {
                 // libsail.a's llama.cpp uses the shared C++ runtime; AGP then packages libc++_shared.so
                 arguments += listOf("-DANDROID_STL=c++_shared")
-                // arguments += "-DSAIL_SHARED=ON"  // link libsail.so instead of the archive
+                // arguments += "-DSAIL_LINK_SHARED=ON"  // link libsail.so instead of the archive
             }
         }
     }

@@ -30,6 +30,15 @@
  * Images added to a session are placed before the next prompt's text, or at its own "<image>"
  * markers (one marker per queued image). They are consumed by that sail_session_generate call.
  *
+ * IMAGE CACHE
+ * -----------
+ * The projector rows of every encoded image are kept per model (cache_memory_bytes) and, with
+ * cache_dir, on disk, keyed by the image's bytes (or RGB pixels), the tiling settings and the
+ * vision file/type/device. Adding the same image again - in another session, or another process
+ * with the same cache_dir - skips decoding, tiling and encoding (n_tiles_encoded == 0), and gives
+ * bit-identical rows. Disk entries are checked (key, shape, checksum) before use; a bad one is
+ * removed and recomputed.
+ *
  * THREADING
  * ---------
  * - A sail_model (weights) is immutable after loading and may be used from any number of threads
@@ -62,14 +71,51 @@
  *   sail_session_last_text() is valid until the next generate/reset/free of that session; the
  *   `piece` passed to a token callback is valid only during that callback.
  *
+ * RPC SERVERS
+ * -----------
+ * sail_model_params.rpc_servers pools the devices of `sail rpc-server` processes (ggml's RPC
+ * backend; no authentication, no encryption: keep them on loopback or behind an SSH tunnel /
+ * WireGuard). Each server is checked (connect and protocol hello, 5 s timeouts each) before ggml
+ * uses it: a bad "HOST:PORT" gives SAIL_ERR_INVALID_ARGUMENT, an unreachable server or another
+ * protocol version SAIL_ERR_RPC, naming the server. Registration is process-wide and happens
+ * once per server. Put layers there with n_gpu_layers (-1: all).
+ * LIMIT: ggml's RPC client cannot report a connection that breaks later (server killed, host
+ * gone: detected within ~11 s through TCP keepalive on Linux): it aborts the process (SIGABRT),
+ * and no sail_* call can return an error for it. A host process that must survive that should
+ * keep sail in a child process. Writes to a closed connection raise SIGPIPE unless the host
+ * ignores it (Rust programs do; C programs: signal(SIGPIPE, SIG_IGN)).
+ *
  * ERRORS
  * ------
  * Functions return a sail_status (SAIL_OK = 0) or, for constructors, NULL plus the status in
  * `*err` (err may be NULL). NULL handles and NULL required pointers give
  * SAIL_ERR_INVALID_ARGUMENT. Every failure also stores a message for sail_last_error_message().
  * No Rust panic ever crosses this interface: an internal panic becomes SAIL_ERR_INTERNAL (a
- * session whose call panicked answers SAIL_ERR_INTERNAL until sail_session_reset()).
- * The token callback must return normally: it must not longjmp or throw a C++ exception out.
+ * session whose call panicked answers SAIL_ERR_INTERNAL until sail_session_reset()). No C++
+ * exception from llama.cpp or ggml crosses it either: such an exception becomes
+ * SAIL_ERR_GENERATION_FAILED (or SAIL_ERR_BAD_MODEL while loading) with its message.
+ *
+ * HOSTILE INPUT
+ * -------------
+ * Model files, images, prompts and parameter values may come from anyone. Model files are opened
+ * without blocking (only regular files: a FIFO or device is refused) and validated completely
+ * before llama.cpp or ggml sees them; a file that does not fit gives SAIL_ERR_BAD_MODEL with a
+ * message naming the key or tensor. Images are checked from their header and decoded under the
+ * session's max_pixels with fallible allocation. Prompt and system text never become control or
+ * image tokens unless parse_special is set. Out-of-range values give SAIL_ERR_INVALID_ARGUMENT
+ * (e.g. n_threads outside 0..SAIL_MAX_THREADS, repeat_last_n outside 0..65536) or
+ * SAIL_ERR_CONTEXT_FULL (n_predict beyond the context).
+ *
+ * WHAT STAYS UNDEFINED
+ * --------------------
+ * C cannot check these, so they remain undefined behaviour: freeing a handle twice or using it
+ * after freeing; a string that is not NUL-terminated or a buffer shorter than the length passed;
+ * a params struct or handle pointer that does not point to what its type says; a token callback
+ * that does not return normally (longjmp, a C++ exception thrown through sail, ending its
+ * thread); calling sail from a signal handler; freeing a session while another thread is inside
+ * a call on it; truncating or rewriting a model file while it is loaded (it is memory-mapped:
+ * the process gets SIGBUS); replacing a model file between sail's validation and llama.cpp's own
+ * open of it (a race only someone with write access to that folder can run).
  */
 #ifndef SAIL_H
 #define SAIL_H
@@ -94,7 +140,13 @@ enum sail_status_code {
     SAIL_ERR_CONTEXT_FULL = 6,     /* prompt + images + n_predict do not fit the context */
     SAIL_ERR_GENERATION_FAILED = 7,/* llama.cpp/ggml failed while encoding, decoding or allocating */
     SAIL_ERR_BUSY = 8,             /* the session is in use by another call right now */
-    SAIL_ERR_INTERNAL = 9          /* a bug: an internal panic was caught */
+    SAIL_ERR_INTERNAL = 9,         /* a bug: an internal panic was caught */
+    SAIL_ERR_RPC = 10              /* an RPC server did not answer, or speaks another protocol version */
+};
+
+/* Limits of parameter values. */
+enum sail_limits {
+    SAIL_MAX_THREADS = 512 /* most CPU threads (ggml's limit) */
 };
 
 /* KV cache element type (sail_session_params.kv_type). */
@@ -119,10 +171,21 @@ typedef struct sail_session sail_session; /* KV cache + images: one thread at a 
 struct sail_model_params {
     const char *mmproj_path;   /* vision file; NULL: the one the model file names, beside it */
     const char *vision_device; /* ggml device for the vision tower ("Vulkan0", "CUDA0"); NULL or "CPU": CPU */
-    int32_t n_threads;         /* CPU threads; 0: all cores */
+    int32_t n_threads;         /* CPU threads, 1..SAIL_MAX_THREADS; 0: all cores (at most SAIL_MAX_THREADS) */
     int32_t n_gpu_layers;      /* language-model layers on the GPU backend; 0: none, -1: all */
     bool use_mmap;             /* map the model file instead of reading it (default true) */
     bool verbose;              /* llama.cpp/ggml log to stderr (default false; process-wide) */
+    const char *rpc_servers;   /* "HOST:PORT[,HOST:PORT...]": pool the devices of these `sail rpc-server`s
+                                  (named RPC0, RPC1, ... in order; usable as vision_device); NULL: none.
+                                  See RPC SERVERS below */
+    const float *tensor_split; /* share of the offloaded layers per offload device (llama.cpp's
+                                  order: RPC devices first, then GPUs); NULL: by free memory */
+    int32_t n_tensor_split;    /* entries in tensor_split (0 with NULL) */
+    const char *cache_dir;     /* image embedding cache folder (created if missing); NULL: memory only */
+    uint64_t cache_disk_bytes; /* byte cap of cache_dir, least recently used entries removed (default 1 GiB) */
+    uint64_t cache_memory_bytes; /* byte cap of the model's in-memory image cache; 0: off (default 128 MiB) */
+    bool repack;               /* let the CPU backend repack quantized weights: faster decode, more
+                                  anonymous memory; false keeps every weight in the page cache (default true) */
 };
 
 struct sail_session_params {
@@ -130,7 +193,7 @@ struct sail_session_params {
     uint64_t max_pixels;       /* refuse larger images (checked before decoding); 0: 1<<26 */
     uint32_t n_ctx;            /* context positions; 0: what the first request needs */
     uint32_t n_batch;          /* prompt batch size; 0: 512 */
-    int32_t n_threads;         /* 0: the model's thread count */
+    int32_t n_threads;         /* 1..SAIL_MAX_THREADS; 0: the model's thread count */
     int32_t max_tiles;         /* tiles per image; 0: the model's max_dynamic_patch; 1: one tile, no thumbnail */
     int32_t kv_type;           /* enum sail_kv_type; default SAIL_KV_AUTO */
     bool parse_special;        /* false (default): prompt and system text stay text, so a typed
@@ -144,7 +207,7 @@ struct sail_generate_params {
     float top_p;            /* 1: off; must be in (0, 1] */
     float min_p;            /* 0: off; must be in [0, 1] */
     float repeat_penalty;   /* 1: off; must be > 0 */
-    int32_t repeat_last_n;  /* window of the repeat penalty (default 64) */
+    int32_t repeat_last_n;  /* window of the repeat penalty, 0..65536 (default 64) */
     uint32_t seed;          /* sampling seed (default 0) */
     bool ignore_eos;        /* keep generating past <|im_end|> until n_predict (default false) */
     bool think;             /* ask Thinking variants for <think>...</think> reasoning (default false) */
@@ -161,6 +224,7 @@ struct sail_generation_info {
     double vision_ms;
     double prefill_ms;
     double decode_ms;
+    int32_t n_tiles_encoded; /* tiles this turn encoded; images found in the image cache need none */
 };
 
 /*
@@ -185,7 +249,7 @@ struct sail_generate_params sail_generate_default_params(void);
 
 /*
  * Loads NAME.gguf and its vision file. Returns NULL on failure with the status in *err (err may
- * be NULL): SAIL_ERR_FILE_NOT_FOUND, SAIL_ERR_BAD_MODEL, SAIL_ERR_INVALID_ARGUMENT.
+ * be NULL): SAIL_ERR_FILE_NOT_FOUND, SAIL_ERR_BAD_MODEL, SAIL_ERR_INVALID_ARGUMENT, SAIL_ERR_RPC.
  * A model without a vision file loads (text-only); images are then refused (SAIL_ERR_NO_VISION).
  */
 sail_model *sail_model_load(const char *path, struct sail_model_params params, sail_status *err);

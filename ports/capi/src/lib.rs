@@ -14,16 +14,21 @@
 //!   the session's own token callback.
 //! * The exports are the only `unsafe` outside `sail::ggml`: raw pointers are unavoidable at
 //!   this boundary, and each block states what the caller guarantees.
+//! * Values a host passes are range-checked here or by the library before anything reaches
+//!   llama.cpp (thread counts, sampling windows, context sizes), and the llama.cpp calls that
+//!   can throw a C++ exception go through `sail-ggml`'s try/catch shim, so neither a Rust panic
+//!   nor a C++ exception ever reaches the host.
 //!
 //! `tests/header_sync.rs` keeps `sail.h` and the `#[no_mangle]` items here in step.
 
 #![allow(non_camel_case_types)]
 
+use sail::cache::{self, CacheParams};
 use sail::format::gguf::GgufError;
-use sail::ggml::{LlamaError, SamplerParams};
+use sail::ggml::rpc::RpcError;
+use sail::ggml::{LlamaError, SamplerParams, MAX_THREADS};
 use sail::session::{GenerateParams, Model, ModelParams, SailError, Session, SessionParams, StopReason};
-use sail::vision::preprocess::ImageLimits;
-use sail::vision::preprocess::{self, PreprocessError, DEFAULT_MAX_PIXELS};
+use sail::vision::decode::{self, ImageLimits, PreprocessError, DEFAULT_MAX_PIXELS};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -43,6 +48,11 @@ pub const SAIL_ERR_CONTEXT_FULL: sail_status = 6;
 pub const SAIL_ERR_GENERATION_FAILED: sail_status = 7;
 pub const SAIL_ERR_BUSY: sail_status = 8;
 pub const SAIL_ERR_INTERNAL: sail_status = 9;
+pub const SAIL_ERR_RPC: sail_status = 10;
+
+/// The most CPU threads (ggml's `GGML_MAX_N_THREADS`).
+pub const SAIL_MAX_THREADS: i32 = 512;
+const _: () = assert!(SAIL_MAX_THREADS as usize == MAX_THREADS);
 
 pub const SAIL_KV_AUTO: i32 = 0;
 pub const SAIL_KV_F16: i32 = 1;
@@ -63,6 +73,13 @@ pub struct sail_model_params {
     pub n_gpu_layers: i32,
     pub use_mmap: bool,
     pub verbose: bool,
+    pub rpc_servers: *const c_char,
+    pub tensor_split: *const f32,
+    pub n_tensor_split: i32,
+    pub cache_dir: *const c_char,
+    pub cache_disk_bytes: u64,
+    pub cache_memory_bytes: u64,
+    pub repack: bool,
 }
 
 /// `struct sail_session_params`.
@@ -108,6 +125,7 @@ pub struct sail_generation_info {
     pub vision_ms: f64,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    pub n_tiles_encoded: i32,
 }
 
 /// `sail_token_callback`: (token id, NUL-terminated UTF-8 piece, user data) → continue?
@@ -184,20 +202,24 @@ fn not_found(e: &std::io::Error) -> bool {
 
 fn status_of(e: &SailError, phase: Phase) -> sail_status {
     match e {
-        SailError::Gguf(GgufError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
-        SailError::Gguf(_) | SailError::Hparams(_) => SAIL_ERR_BAD_MODEL,
+        SailError::Gguf(GgufError::Io { error, .. }) if not_found(error) => SAIL_ERR_FILE_NOT_FOUND,
+        SailError::Gguf(_) | SailError::Hparams(_) | SailError::Invalid(_) => SAIL_ERR_BAD_MODEL,
         SailError::Vision(_) if phase == Phase::Load => SAIL_ERR_BAD_MODEL,
         SailError::Vision(_) => SAIL_ERR_GENERATION_FAILED,
         SailError::Llama(LlamaError::Load { .. }) => SAIL_ERR_BAD_MODEL,
         SailError::Llama(LlamaError::ContextFull { .. }) | SailError::PromptTooLong { .. } => SAIL_ERR_CONTEXT_FULL,
+        SailError::Llama(LlamaError::NoDevice { .. } | LlamaError::TensorSplit { .. }) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Llama(_) => SAIL_ERR_GENERATION_FAILED,
-        SailError::Image(PreprocessError::Io { source, .. }) if not_found(source) => SAIL_ERR_FILE_NOT_FOUND,
+        SailError::Image(PreprocessError::Io { error, .. }) if not_found(error) => SAIL_ERR_FILE_NOT_FOUND,
         SailError::Image(PreprocessError::InvalidConfig(_)) => SAIL_ERR_INVALID_ARGUMENT,
         SailError::Image(_) => SAIL_ERR_BAD_IMAGE,
         SailError::NoVision { .. } => SAIL_ERR_NO_VISION,
         SailError::Sampler(_) => SAIL_ERR_INVALID_ARGUMENT,
-        SailError::Prompt(_) | SailError::MixedMedia => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::Prompt(_) | SailError::MixedMedia | SailError::OutOfRange { .. } => SAIL_ERR_INVALID_ARGUMENT,
         SailError::TokensPerTile { .. } | SailError::ControlToken { .. } => SAIL_ERR_BAD_MODEL,
+        SailError::Rpc(RpcError::BadEndpoint { .. }) => SAIL_ERR_INVALID_ARGUMENT,
+        SailError::Rpc(_) => SAIL_ERR_RPC,
+        SailError::Cache(_) => SAIL_ERR_INVALID_ARGUMENT,
     }
 }
 
@@ -338,8 +360,13 @@ fn lock(s: &sail_session) -> Result<MutexGuard<'_, SessionState>, Failure> {
     }
 }
 
+/// A thread count: 0 (the default) or 1..=MAX_THREADS (ggml's limit; INT32_MAX used to crash
+/// the host inside ggml).
 fn threads(n: i32, what: &str) -> Result<usize, Failure> {
-    usize::try_from(n).map_err(|_| Failure::invalid(format!("{what} {n} is negative (0 means the default)")))
+    match usize::try_from(n) {
+        Ok(n) if n <= MAX_THREADS => Ok(n),
+        _ => Err(Failure::invalid(format!("{what} {n} is outside 0..={MAX_THREADS} (0 means the default)"))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,6 +386,7 @@ pub extern "C" fn sail_status_string(status: sail_status) -> *const c_char {
         SAIL_ERR_GENERATION_FAILED => c"generation failed",
         SAIL_ERR_BUSY => c"session busy",
         SAIL_ERR_INTERNAL => c"internal error",
+        SAIL_ERR_RPC => c"RPC server unreachable or incompatible",
         _ => c"unknown status",
     };
     s.as_ptr()
@@ -379,6 +407,13 @@ fn default_model_params() -> sail_model_params {
         n_gpu_layers: 0,
         use_mmap: true,
         verbose: false,
+        rpc_servers: std::ptr::null(),
+        tensor_split: std::ptr::null(),
+        n_tensor_split: 0,
+        cache_dir: std::ptr::null(),
+        cache_disk_bytes: cache::DEFAULT_DISK_BYTES,
+        cache_memory_bytes: cache::DEFAULT_MEMORY_BYTES as u64,
+        repack: true,
     }
 }
 
@@ -433,7 +468,15 @@ pub extern "C" fn sail_generate_default_params() -> sail_generate_params {
 // ---------------------------------------------------------------------------------------------
 // Model
 
-fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, device: Option<String>) -> Result<Box<sail_model>, Failure> {
+fn load_model(
+    path: PathBuf,
+    p: &sail_model_params,
+    mmproj: Option<PathBuf>,
+    device: Option<String>,
+    rpc: Option<String>,
+    tensor_split: Vec<f32>,
+    cache_dir: Option<PathBuf>,
+) -> Result<Box<sail_model>, Failure> {
     sail::ggml::llama_init(p.verbose);
     if !path.exists() {
         return Err(Failure::new(SAIL_ERR_FILE_NOT_FOUND, format!("{}: no such model file", path.display())));
@@ -443,6 +486,13 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
             return Err(Failure::new(SAIL_ERR_FILE_NOT_FOUND, format!("{}: no such vision file (mmproj_path)", m.display())));
         }
     }
+    let rpc = match &rpc {
+        Some(list) => sail::ggml::rpc::parse_endpoints(list).map_err(|e| Failure::invalid(format!("rpc_servers: {e}")))?,
+        None => Vec::new(),
+    };
+    for ep in &rpc {
+        sail::ggml::rpc::add_server(ep).map_err(|e| failed(Phase::Load)(e.into()))?;
+    }
     let device = device.filter(|d| !d.eq_ignore_ascii_case("cpu"));
     if let Some(d) = &device {
         let devs = sail::ggml::devices();
@@ -451,7 +501,19 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
             return Err(Failure::invalid(format!("vision_device {d:?}: no such ggml device (this build sees: {})", names.join(", "))));
         }
     }
-    let mut mp = ModelParams { mmproj, vision_device: device, n_gpu_layers: p.n_gpu_layers, use_mmap: p.use_mmap, ..Default::default() };
+    let memory_bytes = usize::try_from(p.cache_memory_bytes).unwrap_or(usize::MAX);
+    let image_cache = CacheParams { memory_bytes, dir: cache_dir, disk_bytes: p.cache_disk_bytes };
+    let mut mp = ModelParams {
+        mmproj,
+        vision_device: device,
+        n_gpu_layers: p.n_gpu_layers,
+        use_mmap: p.use_mmap,
+        rpc,
+        tensor_split,
+        repack: p.repack,
+        image_cache,
+        ..Default::default()
+    };
     let n = threads(p.n_threads, "n_threads")?;
     if n > 0 {
         mp.n_threads = n;
@@ -463,7 +525,8 @@ fn load_model(path: PathBuf, p: &sail_model_params, mmproj: Option<PathBuf>, dev
 /// `sail_model *sail_model_load(const char *path, struct sail_model_params, sail_status *err)`.
 ///
 /// # Safety
-/// `path` and the params' strings are NULL or NUL-terminated; `err` is NULL or writable.
+/// `path` and the params' strings are NULL or NUL-terminated; `tensor_split` is NULL or holds
+/// `n_tensor_split` floats; `err` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn sail_model_load(path: *const c_char, params: sail_model_params, err: *mut sail_status) -> *mut sail_model {
     let made = guard_new(|| {
@@ -479,7 +542,25 @@ pub unsafe extern "C" fn sail_model_load(path: *const c_char, params: sail_model
             // SAFETY: as above.
             false => Some(unsafe { utf8(params.vision_device, "vision_device") }?.to_string()),
         };
-        load_model(file, &params, mmproj, device)
+        let rpc = match params.rpc_servers.is_null() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { utf8(params.rpc_servers, "rpc_servers") }?.to_string()),
+        };
+        let split = match (params.tensor_split.is_null(), params.n_tensor_split) {
+            (_, 0) => Vec::new(),
+            (true, n) => return Err(Failure::invalid(format!("tensor_split is NULL but n_tensor_split is {n}"))),
+            (false, n) if !(1..=64).contains(&n) => return Err(Failure::invalid(format!("n_tensor_split {n} is not in 0..=64"))),
+            // SAFETY: non-NULL and, by the caller's contract, n_tensor_split readable floats.
+            (false, n) => unsafe { std::slice::from_raw_parts(params.tensor_split, n as usize) }.to_vec(),
+        };
+
+        let cache_dir = match params.cache_dir.is_null() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { self::path(params.cache_dir, "cache_dir") }?),
+        };
+        load_model(file, &params, mmproj, device, rpc, split, cache_dir)
     });
     // SAFETY: `err` is NULL or writable (caller's contract).
     unsafe { report(err, made) }
@@ -659,7 +740,7 @@ pub unsafe extern "C" fn sail_session_add_image_rgb(
         }
         let (row, stride, needed) = rgb_layout(len, width, height, stride)?;
         // the budget before copying: the tiler checks it again, from the same value
-        preprocess::check_dimensions("<memory>", width as u32, height as u32, st.limits.max_pixels)
+        decode::check_dimensions("<memory>", width as u32, height as u32, st.limits.max_pixels)
             .map_err(|e| failed(Phase::Image)(e.into()))?;
         // SAFETY: rgb is non-NULL and readable for `len` bytes (caller's contract); we read
         // `needed` ≤ len bytes, and needed ≤ isize::MAX (checked in rgb_layout).
@@ -668,7 +749,7 @@ pub unsafe extern "C" fn sail_session_add_image_rgb(
         for r in 0..height as usize {
             data.extend_from_slice(&buf[r * stride..r * stride + row]);
         }
-        let img = preprocess::from_rgb8(width as u32, height as u32, &data).map_err(|e| failed(Phase::Image)(e.into()))?;
+        let img = decode::from_rgb8(width as u32, height as u32, &data).map_err(|e| failed(Phase::Image)(e.into()))?;
         let model = st.session.model().clone();
         let prepared = model.prepare_image(&img, st.max_tiles, st.limits).map_err(failed(Phase::Image))?;
         st.session.add_image(prepared).map_err(failed(Phase::Image))
@@ -739,6 +820,7 @@ pub unsafe extern "C" fn sail_session_generate(
             vision_ms: g.timings.vision_ms,
             prefill_ms: g.timings.prefill_ms,
             decode_ms: g.timings.decode_ms,
+            n_tiles_encoded: clamp(g.tiles_encoded),
         };
         st.last_text = CString::new(g.text.replace('\0', "")).unwrap_or_default();
         st.last_tokens = g.tokens;

@@ -119,6 +119,7 @@ fn fully_static_link_line_links_and_runs() {
         .args(["-x", "none"])
         .arg(&lib)
         .args(STATIC_LINK_FLAGS)
+        .args(backend_link_libs())
         .arg("-o")
         .arg(&out);
     compile(c);

@@ -306,10 +306,10 @@ macro_rules! layout {
 #[test]
 fn struct_layouts_agree_with_the_c_compiler() {
     let rust = layout! {
-        sail_model_params { mmproj_path, vision_device, n_threads, n_gpu_layers, use_mmap, verbose }
+        sail_model_params { mmproj_path, vision_device, n_threads, n_gpu_layers, use_mmap, verbose, rpc_servers, tensor_split, n_tensor_split, cache_dir, cache_disk_bytes, cache_memory_bytes, repack }
         sail_session_params { system_prompt, max_pixels, n_ctx, n_batch, n_threads, max_tiles, kv_type, parse_special }
         sail_generate_params { n_predict, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, ignore_eos, think }
-        sail_generation_info { n_tokens, n_prompt_tokens, n_image_tokens, n_tiles, stop_reason, n_past, vision_ms, prefill_ms, decode_ms }
+        sail_generation_info { n_tokens, n_prompt_tokens, n_image_tokens, n_tiles, stop_reason, n_past, vision_ms, prefill_ms, decode_ms, n_tiles_encoded }
     };
     // the list above must name every field the header has
     let structs = header_structs(&header());

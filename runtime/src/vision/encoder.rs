@@ -11,8 +11,8 @@
 //! - exact erf GELU in the projector.
 
 use sail_format::gguf::{GgufError, GgufFile};
-use sail_format::names::{instances, Dims};
-use sail_format::{FilePart, GgmlType, HparamsError, PsVersion, VisionHparams};
+use sail_format::names::instances;
+use sail_format::{validate, FilePart, GgmlType, HparamsError, PsVersion, ValidationError, VisionHparams};
 use sail_ggml::{Backend, BackendError, Context, Executor, GraphError, NodeTime, Tensor, Weights};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,8 @@ pub enum VisionError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Hparams(#[from] HparamsError),
-    #[error("{file}: {problems}")]
-    Tensors { file: PathBuf, problems: String },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     #[error("{file}: this vision file projects to {proj_dim} dimensions but the language model's hidden size is {llm_embd}: it belongs to another model")]
     WrongModel { file: PathBuf, proj_dim: u32, llm_embd: u32 },
     #[error(transparent)]
@@ -33,6 +33,8 @@ pub enum VisionError {
     Graph(#[from] GraphError),
     #[error("pixel buffer of {got} values, expected {tiles} tiles × 3 × {size} × {size}")]
     Pixels { got: usize, tiles: usize, size: u32 },
+    #[error("{tiles} tiles of {size}×{size} would need more memory than can be reserved")]
+    TooLarge { tiles: usize, size: u32 },
 }
 
 /// A named intermediate of the graph: (name, ggml dims, values), for parity tools.
@@ -103,29 +105,20 @@ pub struct VisionEncoder {
 }
 
 impl VisionEncoder {
-    /// Loads `NAME.mmproj.gguf`, checking every tensor's presence and shape first.
-    /// `llm_embd`, when given, is the language model's hidden size, which the projector must
-    /// produce.
+    /// Loads `NAME.mmproj.gguf` (a regular file, opened without blocking), validated against
+    /// the graph before ggml sees any of it. `llm_embd`, when given, is the language model's
+    /// hidden size, which the projector must produce.
     pub fn load(path: &Path, llm_embd: Option<u32>, params: &EncoderParams) -> Result<VisionEncoder, VisionError> {
         let file = Arc::new(GgufFile::open(path)?);
-        let hp = VisionHparams::from_gguf(&file)?;
+        let hp = validate::vision(&file)?;
         if let Some(e) = llm_embd.filter(|&e| e != hp.proj_dim) {
             return Err(VisionError::WrongModel { file: path.to_path_buf(), proj_dim: hp.proj_dim, llm_embd: e });
         }
-        let dims = Dims { llm: None, vision: Some(&hp) };
-        let mut problems = Vec::new();
-        let mut infos = Vec::new();
-        for inst in instances(None, Some(&hp), true).iter().filter(|i| i.entry().file == FilePart::Vision) {
-            let want = dims.shape(inst.entry().ne);
-            match file.tensor(&inst.gguf) {
-                None => problems.push(format!("missing tensor {} (expected {want:?})", inst.gguf)),
-                Some(t) if t.ne != want => problems.push(format!("tensor {} has shape {:?}, expected {want:?}", inst.gguf, t.ne)),
-                Some(t) => infos.push(t),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(VisionError::Tensors { file: path.to_path_buf(), problems: problems.join("; ") });
-        }
+        let infos: Vec<_> = instances(None, Some(&hp), true)
+            .iter()
+            .filter(|i| i.entry().file == FilePart::Vision)
+            .filter_map(|i| file.tensor(&i.gguf))
+            .collect();
         let mut backends = Vec::new();
         if let Some(d) = params.device.as_deref().filter(|d| !d.eq_ignore_ascii_case("cpu")) {
             backends.push(Backend::by_name(d)?);
@@ -165,12 +158,17 @@ impl VisionEncoder {
         self.weights.file()
     }
 
-    pub fn set_threads(&mut self, n: usize) {
-        self.runner.get_mut().unwrap_or_else(|e| e.into_inner()).exec.set_threads(n);
+    pub fn set_threads(&mut self, n: usize) -> Result<(), VisionError> {
+        Ok(self.runner.get_mut().unwrap_or_else(|e| e.into_inner()).exec.set_threads(n)?)
     }
 
     pub fn weights_are_mapped(&self) -> bool {
         self.weights.is_mapped()
+    }
+
+    /// Bytes of compute buffers the encoder holds between images (all backends).
+    pub fn compute_buffer_bytes(&self) -> usize {
+        self.runner.lock().unwrap_or_else(|e| e.into_inner()).exec.buffer_sizes().iter().map(|(_, n)| n).sum()
     }
 
     fn w(&self, name: &str) -> Tensor<'_> {
@@ -178,17 +176,16 @@ impl VisionEncoder {
     }
 
     /// Activation bytes one tile needs at peak (with separate products, the attention scores
-    /// dominate).
+    /// dominate); saturates.
     pub fn bytes_per_tile(&self) -> usize {
-        let n = self.hp.n_positions() as usize;
-        let c = self.hp.n_embd as usize;
-        let f = self.hp.n_ff as usize;
+        let n = self.hp.n_positions();
+        let (c, f, h) = (self.hp.n_embd as u64, self.hp.n_ff as u64, self.hp.n_head as u64);
         let scores = match self.attention() {
-            Attention::Products => n * n * self.hp.n_head as usize * 4 * 2,
+            Attention::Products => n.saturating_mul(n).saturating_mul(h).saturating_mul(8),
             Attention::Fused => 0,
         };
-        let acts = n * (3 * c + 3 * f + 6 * c) * 4;
-        scores + acts
+        let acts = n.saturating_mul(c.saturating_mul(9).saturating_add(f.saturating_mul(3))).saturating_mul(4);
+        usize::try_from(scores.saturating_add(acts)).unwrap_or(usize::MAX)
     }
 
     /// Tiles per graph under the memory budget (at least one).
@@ -201,11 +198,13 @@ impl VisionEncoder {
     pub fn encode(&self, pixels: &[f32], n_tiles: usize, memory_budget: usize) -> Result<Vec<f32>, VisionError> {
         let s = self.hp.image_size;
         let per = 3 * (s as usize) * (s as usize);
-        if pixels.len() != n_tiles * per || n_tiles == 0 {
+        if Some(pixels.len()) != n_tiles.checked_mul(per) || n_tiles == 0 {
             return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: s });
         }
         let batch = self.batch_size(memory_budget).min(n_tiles);
-        let mut out = Vec::with_capacity(n_tiles * self.hp.tokens_per_tile() as usize * self.hp.proj_dim as usize);
+        let rows = (self.hp.tokens_per_tile() as usize).checked_mul(self.hp.proj_dim as usize).and_then(|r| r.checked_mul(n_tiles));
+        let mut out = Vec::new();
+        rows.and_then(|r| out.try_reserve_exact(r).ok()).ok_or(VisionError::TooLarge { tiles: n_tiles, size: s })?;
         for start in (0..n_tiles).step_by(batch) {
             let n = batch.min(n_tiles - start);
             out.extend(self.run(&pixels[start * per..(start + n) * per], n, None)?.0);
@@ -216,7 +215,7 @@ impl VisionEncoder {
     /// Encodes one batch and also returns the named intermediates in `dump` (for parity tools).
     pub fn encode_with_dumps(&self, pixels: &[f32], n_tiles: usize, dump: &[&str]) -> Result<(Vec<f32>, Vec<Dump>), VisionError> {
         let s = self.hp.image_size as usize;
-        if pixels.len() != n_tiles * 3 * s * s || n_tiles == 0 {
+        if Some(pixels.len()) != n_tiles.checked_mul(3 * s * s) || n_tiles == 0 {
             return Err(VisionError::Pixels { got: pixels.len(), tiles: n_tiles, size: self.hp.image_size });
         }
         self.run(pixels, n_tiles, Some(dump))

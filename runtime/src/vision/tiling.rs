@@ -1,4 +1,5 @@
-//! SAIL-VL2's dynamic tiling geometry (InternVL's `dynamic_preprocess`), exact to the reference.
+//! SAIL-VL2's dynamic tiling (InternVL's `dynamic_preprocess`): grid choice and tile cutting,
+//! exact to the reference.
 //!
 //! The reference builds its candidate grids with a Python *set* comprehension and then sorts them
 //! by tile count with a stable sort. Grids with equal tile counts therefore keep CPython's set
@@ -10,10 +11,24 @@
 //! the reference. The model is CPython >= 3.8 on a 64-bit build (the tuple hash changed in 3.8);
 //! the tests pin the lists the spec gives for 10 and 12 tiles, and the Python parity script checks
 //! every maximum from 1 to 64 against a real interpreter.
+//!
+//! The tiles themselves follow the reference's order of operations, which is observable: the
+//! image is resized to the grid in the mode Pillow opened it in, and only each tile is converted
+//! to RGB. For `RGBA`/`LA` that means a premultiplied-alpha resize; for palette (`P`) and
+//! bilevel (`1`) images Pillow silently replaces the bicubic filter with nearest neighbour;
+//! 16-bit grey (`I;16`) is resized in 16 bits and then *clipped* to 0..=255 (not scaled) by
+//! `convert("RGB")`, so a typical 16-bit grey photo reaches the model almost white, exactly as in
+//! the reference. Tile size, mean/std and tile limits are parameters ([`PreprocessConfig`]): they
+//! come from the model file, so nothing here assumes 448 or ImageNet statistics.
+
+use super::decode::{check_dimensions, to_rgb, DecodedImage, ImageLimits, PilMode, Pixels, PreprocessError};
+use super::resize::{resize_bicubic_premultiplied, resize_bicubic_rgb8, resize_bicubic_u16, resize_bicubic_u8, resize_nearest};
 
 /// Largest `max_tiles` the simulation accepts. The set replay is cheap well beyond this, but
 /// VLMEvalKit caps SAIL at 64 tiles per image and more tiles only cost memory.
 pub const MAX_TILES_LIMIT: u32 = 64;
+/// Largest tile side accepted in a [`PreprocessConfig`].
+pub const MAX_TILE_SIZE: u32 = 4096;
 
 /// Candidate grids `(cols, rows)` with `min_tiles <= cols * rows <= max_tiles`, in the reference's
 /// order: ascending tile count, ties in CPython set iteration order.
@@ -80,6 +95,109 @@ pub fn tile_count(grid: (u32, u32), use_thumbnail: bool) -> usize {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Cutting the tiles
+
+/// Preprocessing parameters. Take `tile_size`, `mean`, `std` and `max_tiles` from the model file
+/// (or `--max-tiles`); SAIL's processor uses `min_tiles = 1` and `use_thumbnail = true`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreprocessConfig {
+    pub tile_size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub max_tiles: u32,
+    pub min_tiles: u32,
+    pub use_thumbnail: bool,
+    pub limits: ImageLimits,
+}
+
+impl PreprocessConfig {
+    /// SAIL's processor defaults around the model's values: `min_tiles` 1, thumbnail on,
+    /// the default [`ImageLimits`].
+    pub fn new(tile_size: u32, mean: [f32; 3], std: [f32; 3], max_tiles: u32) -> Self {
+        PreprocessConfig { tile_size, mean, std, max_tiles, min_tiles: 1, use_thumbnail: true, limits: ImageLimits::default() }
+    }
+
+    fn validate(&self) -> Result<(), PreprocessError> {
+        let bad = |m: String| Err(PreprocessError::InvalidConfig(m));
+        if self.tile_size == 0 || self.tile_size > MAX_TILE_SIZE {
+            return bad(format!("tile size {} is outside 1..={MAX_TILE_SIZE}", self.tile_size));
+        }
+        if self.min_tiles == 0 || self.min_tiles > self.max_tiles || self.max_tiles > MAX_TILES_LIMIT {
+            return bad(format!("tile limits {}..={} must satisfy 1 <= min <= max <= {MAX_TILES_LIMIT}", self.min_tiles, self.max_tiles));
+        }
+        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
+            return bad(format!("mean {:?} / std {:?} must be finite with std != 0", self.mean, self.std));
+        }
+        Ok(())
+    }
+}
+
+/// Tiles before normalisation: `[tiles, S, S, 3]` RGB bytes (HWC), the reference's uint8 arrays.
+#[derive(Clone, Debug)]
+pub struct TilesU8 {
+    pub grid: (u32, u32),
+    pub tiles: usize,
+    pub tile_size: u32,
+    pub thumbnail: bool,
+    pub data: Vec<u8>,
+}
+
+/// SAIL's dynamic tiling up to uint8: pick the grid ([`select_grid`]), resize the image in its
+/// own mode to `(S*cols, S*rows)`, convert to RGB, cut row-major tiles, then append the whole
+/// image resized to S x S when there is more than one tile and `use_thumbnail` is set.
+pub fn tiles_u8(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<TilesU8, PreprocessError> {
+    cfg.validate()?;
+    check_dimensions(&img.source, img.width, img.height, cfg.limits.max_pixels)?;
+    let s = cfg.tile_size;
+    let grid = select_grid(img.width, img.height, s, cfg.min_tiles, cfg.max_tiles);
+    let (cols, rows) = grid;
+    let (tw, th) = (s * cols, s * rows);
+    let n_grid = cols as usize * rows as usize;
+    let thumbnail = cfg.use_thumbnail && n_grid != 1;
+    let tiles = n_grid + usize::from(thumbnail);
+    let su = s as usize;
+    let tile_bytes = su * su * 3;
+    let mut data = Vec::with_capacity(tiles * tile_bytes);
+
+    let full = to_rgb(img.mode, &resize_in_mode(img, tw, th));
+    let row_bytes = tw as usize * 3;
+    for k in 0..n_grid {
+        let (x0, y0) = ((k % cols as usize) * su, (k / cols as usize) * su);
+        for y in y0..y0 + su {
+            let start = y * row_bytes + x0 * 3;
+            data.extend_from_slice(&full[start..start + su * 3]);
+        }
+    }
+    drop(full);
+    if thumbnail {
+        data.extend_from_slice(&to_rgb(img.mode, &resize_in_mode(img, s, s)));
+    }
+    debug_assert_eq!(data.len(), tiles * tile_bytes);
+    Ok(TilesU8 { grid, tiles, tile_size: s, thumbnail, data })
+}
+
+/// The non-dynamic path up to uint8 (see [`super::preprocess_single`]).
+pub fn single_tile_u8(img: &DecodedImage, cfg: &PreprocessConfig) -> Result<TilesU8, PreprocessError> {
+    cfg.validate()?;
+    check_dimensions(&img.source, img.width, img.height, cfg.limits.max_pixels)?;
+    let s = cfg.tile_size;
+    let rgb = img.to_rgb8();
+    let data = resize_bicubic_rgb8(&rgb, img.width, img.height, s, s);
+    Ok(TilesU8 { grid: (1, 1), tiles: 1, tile_size: s, thumbnail: false, data })
+}
+
+/// Pillow's `Image.resize(size, BICUBIC)` for the image's mode (equal sizes copy).
+fn resize_in_mode(img: &DecodedImage, ow: u32, oh: u32) -> Pixels {
+    let (w, h) = (img.width, img.height);
+    match (&img.pixels, img.mode) {
+        (Pixels::U16(v), _) => Pixels::U16(resize_bicubic_u16(v, w, h, ow, oh)),
+        (Pixels::U8(v), PilMode::P | PilMode::Bilevel) => Pixels::U8(resize_nearest(v, w, h, img.mode.channels(), ow, oh)),
+        (Pixels::U8(v), PilMode::La | PilMode::Rgba) => Pixels::U8(resize_bicubic_premultiplied(v, w, h, img.mode.channels(), ow, oh)),
+        (Pixels::U8(v), mode) => Pixels::U8(resize_bicubic_u8(v, w, h, mode.channels(), ow, oh)),
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
 // CPython set replay (Objects/setobject.c and tuplehash in Objects/tupleobject.c, 64-bit).
 
 const XXPRIME_1: u64 = 11_400_714_785_074_694_791;
@@ -90,7 +208,7 @@ const PERTURB_SHIFT: u32 = 5;
 const SET_MINSIZE: usize = 8;
 
 /// `hash((i, j))` for small non-negative ints (whose hash is the value itself).
-fn tuple_hash(items: &[u64]) -> u64 {
+pub(super) fn tuple_hash(items: &[u64]) -> u64 {
     let mut acc = XXPRIME_5;
     for &lane in items {
         acc = acc.wrapping_add(lane.wrapping_mul(XXPRIME_2));
@@ -188,131 +306,5 @@ impl PySet {
 
     fn iter_order(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.table.iter().flatten().map(|&(k, _)| k)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SPEC_10: [(u32, u32); 27] = [
-        (1, 1),
-        (1, 2),
-        (2, 1),
-        (3, 1),
-        (1, 3),
-        (2, 2),
-        (4, 1),
-        (1, 4),
-        (5, 1),
-        (1, 5),
-        (1, 6),
-        (6, 1),
-        (3, 2),
-        (2, 3),
-        (7, 1),
-        (1, 7),
-        (4, 2),
-        (2, 4),
-        (1, 8),
-        (8, 1),
-        (1, 9),
-        (3, 3),
-        (9, 1),
-        (2, 5),
-        (5, 2),
-        (10, 1),
-        (1, 10),
-    ];
-    const SPEC_12_TAIL: [(u32, u32); 8] = [(11, 1), (1, 11), (12, 1), (3, 4), (4, 3), (1, 12), (6, 2), (2, 6)];
-
-    #[test]
-    fn tuple_hash_matches_cpython() {
-        // Values printed by CPython 3.11 (64-bit): hash((1, 2)), hash((3, 4)), hash((64, 1)).
-        assert_eq!(tuple_hash(&[1, 2]) as i64, -3_550_055_125_485_641_917);
-        assert_eq!(tuple_hash(&[3, 4]) as i64, 1_079_245_023_883_434_373);
-        assert_eq!(tuple_hash(&[64, 1]) as i64, 4_663_160_939_954_346_276);
-    }
-
-    #[test]
-    fn candidate_order_max_10_matches_spec() {
-        assert_eq!(candidate_grids(1, 10), SPEC_10.to_vec());
-    }
-
-    #[test]
-    fn candidate_order_max_12_matches_spec() {
-        let mut want = SPEC_10.to_vec();
-        want.extend_from_slice(&SPEC_12_TAIL);
-        assert_eq!(candidate_grids(1, 12), want);
-    }
-
-    #[test]
-    fn candidate_order_max_6_differs_from_prefix_of_10() {
-        // The spec notes the order for 6 differs: the set is smaller, so its table is too.
-        let six = candidate_grids(1, 6);
-        let ten_prefix: Vec<_> = SPEC_10.iter().copied().filter(|&(i, j)| i * j <= 6).collect();
-        assert_eq!(six.len(), ten_prefix.len());
-        assert_ne!(six, ten_prefix);
-        assert_eq!(
-            six,
-            vec![(1, 1), (1, 2), (2, 1), (3, 1), (1, 3), (4, 1), (1, 4), (2, 2), (1, 5), (5, 1), (6, 1), (2, 3), (1, 6), (3, 2)]
-        );
-    }
-
-    #[test]
-    fn candidates_cover_exactly_the_products() {
-        for max in 1..=MAX_TILES_LIMIT {
-            for min in 1..=max.min(5) {
-                let c = candidate_grids(min, max);
-                let want = (1..=max).flat_map(|i| (1..=max).map(move |j| (i, j))).filter(|&(i, j)| min <= i * j && i * j <= max).count();
-                assert_eq!(c.len(), want, "min {min} max {max}");
-                assert!(c.windows(2).all(|w| w[0].0 * w[0].1 <= w[1].0 * w[1].1));
-            }
-        }
-        assert!(candidate_grids(5, 4).is_empty());
-    }
-
-    #[test]
-    fn square_1000_gets_3x3() {
-        assert_eq!(select_grid(1000, 1000, 448, 1, 10), (3, 3));
-        assert_eq!(tile_count((3, 3), true), 10);
-    }
-
-    #[test]
-    fn tie_rule_upgrades_only_large_images() {
-        // Exact tie between (1,1), (2,2), (3,3): switch only while W*H > 0.5*S^2*i*j.
-        // 0.5*448^2*4 = 401408: 633^2 = 400689 stays (1,1); 634^2 = 401956 moves to (2,2).
-        assert_eq!(select_grid(633, 633, 448, 1, 10), (1, 1));
-        assert_eq!(select_grid(634, 634, 448, 1, 10), (2, 2));
-        // 0.5*448^2*9 = 903168: 950^2 = 902500 stays (2,2); 951^2 = 904401 moves to (3,3).
-        assert_eq!(select_grid(950, 950, 448, 1, 10), (2, 2));
-        assert_eq!(select_grid(951, 951, 448, 1, 10), (3, 3));
-        // Tile size is a parameter, not a constant: the thresholds move with it.
-        assert_eq!(select_grid(634, 634, 224, 1, 10), (3, 3));
-        // Same aspect, different position in the list: 2:1 goes (2,1) -> (4,2) when large.
-        assert_eq!(select_grid(800, 400, 448, 1, 10), (2, 1));
-        assert_eq!(select_grid(2000, 1000, 448, 1, 10), (4, 2));
-    }
-
-    #[test]
-    fn strips_pick_the_extreme_grids() {
-        assert_eq!(select_grid(1, 1000, 448, 1, 10), (1, 10));
-        assert_eq!(select_grid(1000, 1, 448, 1, 10), (10, 1));
-        assert_eq!(select_grid(1000, 10, 448, 1, 12), (12, 1));
-        assert_eq!(select_grid(5, 7, 448, 1, 10), (2, 3));
-    }
-
-    #[test]
-    fn thumbnail_only_with_more_than_one_tile() {
-        assert_eq!(tile_count((1, 1), true), 1);
-        assert_eq!(tile_count((2, 1), true), 3);
-        assert_eq!(tile_count((2, 1), false), 2);
-        assert_eq!(tile_count((1, 1), false), 1);
-    }
-
-    #[test]
-    fn max_one_is_always_single_tile() {
-        assert_eq!(candidate_grids(1, 1), vec![(1, 1)]);
-        assert_eq!(select_grid(4000, 100, 448, 1, 1), (1, 1));
     }
 }

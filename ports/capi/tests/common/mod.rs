@@ -18,6 +18,17 @@ pub const LINK_LIBS: &[&str] = &["-lgomp", "-lstdc++", "-lgcc_s", "-lutil", "-lr
 pub const STATIC_LINK_FLAGS: &[&str] =
     &["-static-libstdc++", "-static-libgcc", "-Wl,-Bstatic", "-lgomp", "-Wl,-Bdynamic", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
 
+/// What an archive built with a GPU backend adds to either link line, as README.md gives it:
+/// the Vulkan loader for `--features vulkan` (the test suite's default build has it).
+pub fn backend_link_libs() -> Vec<&'static str> {
+    let regs = sail::ggml::backend::registries();
+    let mut libs = Vec::new();
+    if regs.iter().any(|r| r == "Vulkan") {
+        libs.push("-lvulkan");
+    }
+    libs
+}
+
 pub fn capi_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -85,6 +96,7 @@ pub fn build_static(src: &Path, out: &Path) -> PathBuf {
         .arg(include_dir())
         .arg(&lib)
         .args(LINK_LIBS)
+        .args(backend_link_libs())
         .arg("-o")
         .arg(out);
     compile(c);
@@ -138,7 +150,7 @@ pub fn library_tokens(gguf: &Path, image: &Path, prompt: &str, n: usize) -> (Vec
         sail::format::gguf::GgufFile::open(gguf).unwrap().get(sail::format::keys::GENERAL_FILE_TYPE).and_then(|v| v.as_i64()) == Some(0);
     let sp = SessionParams { n_ctx: 0, n_batch: 512, n_threads: model.n_threads, kv_f32: f32_file, system: None, parse_special: false };
     let mut s = Session::new(model.clone(), sp);
-    s.add_image(model.prepare_image_file(image, None, sail::vision::preprocess::ImageLimits::default()).unwrap()).unwrap();
+    s.add_image(model.prepare_image_file(image, None, sail::vision::decode::ImageLimits::default()).unwrap()).unwrap();
     let gp = GenerateParams { n_predict: n, ignore_eos: true, ..Default::default() };
     let g = s.generate(prompt, &gp, |_, _| true).unwrap();
     (g.tokens, g.text)

@@ -1,0 +1,4 @@
+//! libFuzzer entry for `sail_fuzz::targets::gguf` (see scripts/fuzz.sh).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sail_fuzz::targets::gguf(data));
