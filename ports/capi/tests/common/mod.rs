@@ -21,7 +21,7 @@ pub const STATIC_LINK_FLAGS: &[&str] =
 /// What an archive built with a GPU backend adds to either link line, as README.md gives it:
 /// the Vulkan loader for `--features vulkan` (the test suite's default build has it).
 pub fn backend_link_libs() -> Vec<&'static str> {
-    let regs = sail::ggml::backend::registries();
+    let regs = sail::ggml::registries();
     let mut libs = Vec::new();
     if regs.iter().any(|r| r == "Vulkan") {
         libs.push("-lvulkan");
