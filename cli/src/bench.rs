@@ -5,13 +5,14 @@ use crate::args::ModelArgs;
 use anyhow::Result;
 use clap::Args;
 use sail::bench::{
-    alternate, cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, median, peak_rss, reset_peak_rss, vision_flops_per_tile,
-    FirstToken, MemorySplit,
+    alternate, bench_vision, cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, median, peak_rss, reset_peak_rss, FirstToken,
+    MemorySplit, RpcTraffic, Spread, VisionBench, VisionBenchParams,
 };
 use sail::cache::Hit;
 use sail::format::GgmlType;
 use sail::ggml::{BufferReport, LlamaModel, ModelParams as LlamaParams};
 use sail::session::{GenerateParams, Model, Session};
+use sail::vision::encoder::Attention;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,9 +25,22 @@ pub(crate) struct BenchArgs {
     /// Image to encode [default: synthetic tiles].
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Synthetic tiles to encode when no --image is given (1..=64).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Tiles to time one by one, 1..=64 (the median is reported; synthetic tiles unless --image,
+    /// whose tiles are reused in turn).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     tiles: u16,
+    /// Passes of the matmul yardstick before the tiles and again after them (1..=50).
+    #[arg(long = "yardstick-reps", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    yardstick_reps: u16,
+    /// Also time one tile op by op and print where its time goes.
+    #[arg(long)]
+    profile: bool,
+    /// Also encode the timed tiles batched to the vision memory budget.
+    #[arg(long)]
+    batched: bool,
+    /// Attention kernels of the vision graph [default: fused on the CPU, products elsewhere].
+    #[arg(long, value_enum)]
+    attention: Option<AttentionArg>,
     /// Prompt tokens for the prefill measurement (at most the model's context).
     #[arg(long = "prompt-tokens", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     prompt_tokens: u32,
@@ -36,6 +50,9 @@ pub(crate) struct BenchArgs {
     /// Skip the per-tile vision measurement (the first-token path still runs with --image).
     #[arg(long = "no-vision")]
     no_vision: bool,
+    /// Skip the language-model measurement (prefill, decode against llama.cpp alone).
+    #[arg(long = "no-text")]
+    no_text: bool,
     /// With --image, skip the first-token path (first question: decode, tile, encode, prefill;
     /// second question about the same image: from the cache).
     #[arg(long = "no-first-token")]
@@ -47,6 +64,14 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AttentionArg {
+    /// ggml_flash_attn_ext over views of the QKV projection
+    Fused,
+    /// Q·Kᵀ, softmax, ·V as separate ops
+    Products,
 }
 
 pub(crate) fn bench(a: BenchArgs) -> Result<()> {
@@ -75,42 +100,100 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     });
 
     // ---- vision ----
+    let mut vision = None;
     if let (Some(enc), false) = (&model.vision, a.no_vision) {
         let hp = &enc.hp;
-        let (pixels, tiles) = match &a.image {
-            Some(p) => {
-                let img = model.tile_image_file(p, a.model.max_tiles, a.model.limits())?;
-                let tiles = img.tiles;
-                (img.into_pixels(), tiles)
-            }
+        let pixels = match &a.image {
+            Some(p) => model.tile_image_file(p, a.model.max_tiles, a.model.limits())?.into_pixels(),
             None => {
                 let per = 3 * (hp.image_size * hp.image_size) as usize;
-                ((0..per * tiles).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect(), tiles)
+                (0..per * tiles).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect()
             }
         };
-        enc.encode(&pixels[..3 * (hp.image_size * hp.image_size) as usize], 1, model.vision_memory_budget)?; // warm-up
-        let t = Instant::now();
-        enc.encode(&pixels, tiles, model.vision_memory_budget)?;
-        let ms_tile = t.elapsed().as_secs_f64() * 1e3 / tiles as f64;
-        let flops = vision_flops_per_tile(hp);
-        let achieved = flops / (ms_tile / 1e3) / 1e9;
-        let weight_type = enc.weight_type();
-        let base = matmul_gflops(hp.n_embd as i64, 3 * hp.n_embd as i64, hp.n_positions() as i64, threads, weight_type, 3)?;
-        let base_f16 = if weight_type == GgmlType::F16 {
-            base
+        if let Some(at) = a.attention {
+            enc.set_attention(match at {
+                AttentionArg::Fused => Attention::Fused,
+                AttentionArg::Products => Attention::Products,
+            });
+        }
+        let params = VisionBenchParams {
+            tiles,
+            yardstick_reps: a.yardstick_reps as usize,
+            profile: a.profile,
+            batched_budget: a.batched.then_some(model.vision_memory_budget),
+        };
+        let v = bench_vision(enc, &pixels, &params)?;
+        let base_f16 = if v.weight_type == GgmlType::F16 {
+            v.yardstick.all().median
         } else {
             matmul_gflops(hp.n_embd as i64, 3 * hp.n_embd as i64, hp.n_positions() as i64, threads, GgmlType::F16, 3)?
         };
-        report["vision"] = json!({
-            "tiles": tiles, "tile_size": hp.image_size, "weight_type": weight_type.name(), "ms_per_tile": ms_tile,
-            "gflop_per_tile": flops / 1e9, "achieved_gflops": achieved,
-            "ggml_matmul_gflops_same_type": base, "ggml_f16_matmul_gflops": base_f16,
-            "ratio_to_matmul_same_type": achieved / base,
-        });
+        report["vision"] = vision_json(&v, hp.image_size, enc.attention(), base_f16);
+        vision = Some(v);
     }
 
-    // ---- language model: sail's session between two runs of llama.cpp alone (A/B/A, so a
-    // change in machine load shows up as a gap between the two baseline runs) ----
+    // ---- language model ----
+    let rpc = if a.no_text { None } else { text_bench(&a, &model, threads, load_bytes, &mut report)? };
+    let peak_before = peak_rss();
+    memory_and_first_token(&a, &model, &load_buffers, &mut report)?;
+    let peak = peak_rss().max(peak_before);
+    report["peak_rss_bytes"] = json!(peak);
+    report["load_average"] = json!({"start": load_average_start, "end": load_average()});
+
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("model:   {} ({})", report["model"].as_str().unwrap_or(""), report["description"].as_str().unwrap_or(""));
+        println!("load:    {:.0} ms ({:.0} ms CPU; repack {})", load_ms, load_cpu_ms, !a.model.no_repack);
+        if let Some(v) = &vision {
+            print_vision(v, &report["vision"]);
+        }
+        if !a.no_text {
+            println!(
+                "prefill: {:.1} tok/s ({} tokens); llama.cpp alone {:.1} tok/s",
+                report["sail"]["prefill_tok_s"].as_f64().unwrap_or(0.0),
+                report["sail"]["prompt_tokens"],
+                report["llama_cpp"]["prefill_tok_s"].as_f64().unwrap_or(0.0)
+            );
+            println!(
+                "decode:  {:.1} tok/s ({} tokens); llama.cpp alone {:.1} tok/s (ratio {:.2})",
+                report["sail"]["decode_tok_s"].as_f64().unwrap_or(0.0),
+                report["sail"]["gen_tokens"],
+                report["llama_cpp"]["decode_tok_s"].as_f64().unwrap_or(0.0),
+                report["decode_ratio_sail_to_llama_cpp"].as_f64().unwrap_or(0.0)
+            );
+        }
+        if let Some(t) = rpc {
+            println!(
+                "rpc:     {:.0} B sent + {:.0} B received per decoded token; prefill {} B sent + {} B received",
+                t.decode_sent_per_token, t.decode_received_per_token, t.prefill_sent, t.prefill_received
+            );
+        }
+        if let Some(ab) = report.get("repack_ab") {
+            println!(
+                "repack A/B ({} rounds): prefill {:.2}×, decode {:.2}× (repacked to --no-repack, medians of per-round ratios)",
+                ab["rounds"],
+                ab["median_prefill_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0),
+                ab["median_decode_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0)
+            );
+        }
+        print_memory_and_first_token(&report);
+        println!("peak RSS: {:.0} MiB", peak as f64 / 1048576.0);
+    }
+    Ok(())
+}
+
+/// The language model: sail's session between two runs of llama.cpp alone (A/B/A, so a change
+/// in machine load shows up as a gap between the two baseline runs); with --repack-ab the other
+/// repacking too. Returns the RPC traffic of the second baseline run, if any.
+fn text_bench(
+    a: &BenchArgs,
+    model: &Arc<Model>,
+    threads: usize,
+    load_bytes: Option<(u64, u64)>,
+    report: &mut serde_json::Value,
+) -> Result<Option<RpcTraffic>> {
+    let (prompt_tokens, gen_tokens) = (a.prompt_tokens as usize, a.gen_tokens as usize);
     let text = "The quick brown fox jumps over the lazy dog. ".repeat(prompt_tokens / 8 + 2);
     let mut ids = model.llm.tokenize(&text, false)?;
     ids.truncate(prompt_tokens);
@@ -119,13 +202,13 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         bytes.extend(model.llm.token_bytes(t, false)?);
     }
     let prompt = String::from_utf8_lossy(&bytes).into_owned();
-    let sp = a.model.session_params(&model, None, None);
-    let base1 = llama_alone(&model, &ids, gen_tokens, threads, sp.kv_f32)?;
+    let sp = a.model.session_params(model, None, None);
+    let base1 = llama_alone(model, &ids, gen_tokens, threads, sp.kv_f32)?;
     let mut s = Session::new(model.clone(), sp.clone());
     let gp = GenerateParams { n_predict: gen_tokens, ignore_eos: true, ..Default::default() };
     let g = s.generate(&prompt, &gp, |_, _| true)?;
     drop(s);
-    let base2 = llama_alone(&model, &ids, gen_tokens, threads, sp.kv_f32)?;
+    let base2 = llama_alone(model, &ids, gen_tokens, threads, sp.kv_f32)?;
     report["sail"] = json!({
         "prompt_tokens": g.prompt_token_ids.len(), "prefill_ms": g.timings.prefill_ms, "prefill_tok_s": g.timings.prefill_tok_s(),
         "gen_tokens": g.tokens.len(), "decode_ms": g.timings.decode_ms, "decode_tok_s": g.timings.decode_tok_s(),
@@ -149,59 +232,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     }
     report["decode_ratio_sail_to_llama_cpp"] = json!(g.timings.decode_tok_s() / llama_decode);
     if let Some(rounds) = a.repack_ab {
-        report["repack_ab"] = repack_ab(&a, &model, &ids, rounds, threads, sp.kv_f32)?;
+        report["repack_ab"] = repack_ab(a, model, &ids, rounds, threads, sp.kv_f32)?;
     }
-    let peak_before = peak_rss();
-    memory_and_first_token(&a, &model, &load_buffers, &mut report)?;
-    let peak = peak_rss().max(peak_before);
-    report["peak_rss_bytes"] = json!(peak);
-    report["load_average"] = json!({"start": load_average_start, "end": load_average()});
-
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("model:   {} ({})", report["model"].as_str().unwrap_or(""), report["description"].as_str().unwrap_or(""));
-        println!("load:    {:.0} ms ({:.0} ms CPU; repack {})", load_ms, load_cpu_ms, !a.model.no_repack);
-        if let Some(v) = report.get("vision") {
-            println!(
-                "vision:  {:.1} ms/tile ({} tiles of {}², {}): {:.1} GFLOP/s achieved; ggml {} matmul {:.1} GFLOP/s (ratio {:.2}); f16 matmul {:.1}",
-                v["ms_per_tile"].as_f64().unwrap_or(0.0), v["tiles"], v["tile_size"], v["weight_type"].as_str().unwrap_or(""),
-                v["achieved_gflops"].as_f64().unwrap_or(0.0), v["weight_type"].as_str().unwrap_or(""),
-                v["ggml_matmul_gflops_same_type"].as_f64().unwrap_or(0.0), v["ratio_to_matmul_same_type"].as_f64().unwrap_or(0.0),
-                v["ggml_f16_matmul_gflops"].as_f64().unwrap_or(0.0)
-            );
-        }
-        println!(
-            "prefill: {:.1} tok/s ({} tokens); llama.cpp alone {:.1} tok/s",
-            report["sail"]["prefill_tok_s"].as_f64().unwrap_or(0.0),
-            report["sail"]["prompt_tokens"],
-            report["llama_cpp"]["prefill_tok_s"].as_f64().unwrap_or(0.0)
-        );
-        println!(
-            "decode:  {:.1} tok/s ({} tokens); llama.cpp alone {:.1} tok/s (ratio {:.2})",
-            report["sail"]["decode_tok_s"].as_f64().unwrap_or(0.0),
-            report["sail"]["gen_tokens"],
-            llama_decode,
-            report["decode_ratio_sail_to_llama_cpp"].as_f64().unwrap_or(0.0)
-        );
-        if let Some(t) = base2.rpc {
-            println!(
-                "rpc:     {:.0} B sent + {:.0} B received per decoded token; prefill {} B sent + {} B received",
-                t.decode_sent_per_token, t.decode_received_per_token, t.prefill_sent, t.prefill_received
-            );
-        }
-        if let Some(ab) = report.get("repack_ab") {
-            println!(
-                "repack A/B ({} rounds): prefill {:.2}×, decode {:.2}× (repacked to --no-repack, medians of per-round ratios)",
-                ab["rounds"],
-                ab["median_prefill_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0),
-                ab["median_decode_ratio_repack_to_no_repack"].as_f64().unwrap_or(0.0)
-            );
-        }
-        print_memory_and_first_token(&report);
-        println!("peak RSS: {:.0} MiB", peak as f64 / 1048576.0);
-    }
-    Ok(())
+    Ok(base2.rpc)
 }
 
 /// This model against the same file loaded with repacking the other way, in alternation.
@@ -331,6 +364,79 @@ fn print_memory_and_first_token(r: &serde_json::Value) {
                 ms("ttft_ms"), q["source"].as_str().unwrap_or(""), q["tiles_encoded"], q["tiles"], ms("read_ms"), ms("key_ms"), ms("lookup_ms"),
                 ms("decode_ms"), ms("tile_ms"), ms("encode_ms"), ms("prefill_ms"), ms("other_ms")
             );
+        }
+    }
+}
+
+fn spread_json(s: Spread) -> serde_json::Value {
+    json!({ "median": s.median, "min": s.min, "max": s.max, "n": s.n, "relative_spread": s.relative() })
+}
+
+fn vision_json(v: &VisionBench, tile_size: u32, attention: Attention, base_f16: f64) -> serde_json::Value {
+    let (tiles, yard) = (v.tiles(), v.yardstick.all());
+    let mut j = json!({
+        "tiles": v.tile_ms.len(), "tile_size": tile_size, "weight_type": v.weight_type.name(),
+        "attention": format!("{attention:?}").to_lowercase(),
+        "ms_per_tile": tiles.median, "ms_per_tile_runs": v.tile_ms, "ms_per_tile_spread": spread_json(tiles),
+        "gflop_per_tile": v.flops_per_tile / 1e9, "achieved_gflops": v.achieved_gflops(),
+        "ggml_matmul_gflops_same_type": yard.median, "ggml_f16_matmul_gflops": base_f16,
+        "ratio_to_matmul_same_type": v.ratio(),
+        "yardstick": {
+            "what": "ggml mul_mat of the encoder's own block-0 and projector weights at the tile's shapes, on its backends and threads; GFLOP/s of the tile's mix (shapes weighted by count per tile); passes before and after the tiles",
+            "gflops": spread_json(yard),
+            "before": v.yardstick.before, "after": v.yardstick.after,
+            "shapes": v.yardstick.shapes.iter().zip(&v.yardstick.per_shape).map(|(s, g)| json!({
+                "weight": s.name, "type": s.weight_type.name(), "k": s.k, "n": s.n, "m": s.m, "per_tile": s.per_tile, "gflops_median": g,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    if let Some((batch, ms)) = v.batched {
+        j["batched"] = json!({ "tiles_per_batch": batch, "ms_per_tile": ms });
+    }
+    if let Some((kinds, total)) = &v.profile {
+        j["profile"] = json!({
+            "note": "one tile run step by step through ggml's eval callback (RMSNorm timed with the multiply it fuses with); the total exceeds a plain tile by the per-step synchronisation",
+            "total_ms": total,
+            "kinds": kinds.iter().map(|k| json!({ "kind": k.kind, "ms": k.ms, "share": k.ms / total, "steps": k.steps })).collect::<Vec<_>>(),
+        });
+    }
+    j
+}
+
+fn print_vision(v: &VisionBench, j: &serde_json::Value) {
+    let (t, y) = (v.tiles(), v.yardstick.all());
+    println!(
+        "vision:  {:.1} ms/tile median of {} (min {:.1}, max {:.1}; {} weights, {} attention): {:.1} GFLOP/s achieved",
+        t.median,
+        t.n,
+        t.min,
+        t.max,
+        v.weight_type,
+        j["attention"].as_str().unwrap_or(""),
+        v.achieved_gflops()
+    );
+    let med = |x: &[f64]| Spread::of(x).map_or(f64::NAN, |s| s.median);
+    println!(
+        "         yardstick (ggml {} matmul, tile's shapes): {:.1} GFLOP/s median of {} (min {:.1}, max {:.1}; before {:.1}, after {:.1})",
+        v.weight_type,
+        y.median,
+        y.n,
+        y.min,
+        y.max,
+        med(&v.yardstick.before),
+        med(&v.yardstick.after)
+    );
+    println!("         ratio to matmul {:.2}; f16 matmul {:.1} GFLOP/s", v.ratio(), j["ggml_f16_matmul_gflops"].as_f64().unwrap_or(0.0));
+    for (s, g) in v.yardstick.shapes.iter().zip(&v.yardstick.per_shape) {
+        println!("           {:<26} {:>5}×{:<5} m {:<5} ×{:<3} {:6.1} GFLOP/s", s.name, s.k, s.n, s.m, s.per_tile, g);
+    }
+    if let Some((batch, ms)) = v.batched {
+        println!("         batched: {ms:.1} ms/tile in batches of {batch}");
+    }
+    if let Some((kinds, total)) = &v.profile {
+        println!("profile: one tile step by step, {total:.1} ms in all");
+        for k in kinds {
+            println!("           {:<34} {:9.1} ms {:5.1} %  ({} steps)", k.kind, k.ms, 100.0 * k.ms / total, k.steps);
         }
     }
 }

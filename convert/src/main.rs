@@ -14,6 +14,12 @@ enum VisionArg {
     F16,
     #[value(name = "q8_0")]
     Q8_0,
+    #[value(name = "q6_k")]
+    Q6K,
+    #[value(name = "q5_k")]
+    Q5K,
+    #[value(name = "q4_k")]
+    Q4K,
 }
 
 /// Convert a Hugging Face SAIL-VL2 checkpoint (bf16/f16/f32 safetensors, one file or shards)
@@ -99,6 +105,9 @@ fn run() -> Result<()> {
         Some(VisionArg::F32) => VisionType::F32,
         Some(VisionArg::F16) => VisionType::F16,
         Some(VisionArg::Q8_0) => VisionType::Q8_0,
+        Some(VisionArg::Q6K) => VisionType::Q6K,
+        Some(VisionArg::Q5K) => VisionType::Q5K,
+        Some(VisionArg::Q4K) => VisionType::Q4K,
         None if preset == Preset::F32 => VisionType::F32,
         None => VisionType::F16,
     };

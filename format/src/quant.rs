@@ -75,21 +75,37 @@ impl Preset {
     }
 }
 
-/// `--vision-type`.
+/// `--vision-type`: the type of the tower's and projector's matrices. The K-quants need rows
+/// that split into 256-value blocks, which SAIL-ViT's (1536, 4096, 6144 and 2048 wide) do; the
+/// patch embedding's rows of 14 fall back to f16 and norms and the position embedding stay f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VisionType {
     F32,
     F16,
     Q8_0,
+    Q6K,
+    Q5K,
+    Q4K,
 }
 
 impl VisionType {
+    pub const ALL: [VisionType; 6] =
+        [VisionType::F32, VisionType::F16, VisionType::Q8_0, VisionType::Q6K, VisionType::Q5K, VisionType::Q4K];
+
     pub fn ggml(self) -> GgmlType {
         match self {
             VisionType::F32 => GgmlType::F32,
             VisionType::F16 => GgmlType::F16,
             VisionType::Q8_0 => GgmlType::Q8_0,
+            VisionType::Q6K => GgmlType::Q6_K,
+            VisionType::Q5K => GgmlType::Q5_K,
+            VisionType::Q4K => GgmlType::Q4_K,
         }
+    }
+
+    /// The `--vision-type` value (`q6_k`).
+    pub fn flag(self) -> &'static str {
+        self.ggml().name()
     }
 }
 
@@ -202,6 +218,31 @@ mod tests {
         let c = p.choose(entry("v.patch_embd.weight"), &[14, 14, 3, 1536], None, 24);
         assert_eq!(c.ty, GgmlType::F16);
         assert_eq!(fallback(GgmlType::Q6_K, 2048), GgmlType::Q6_K);
+    }
+
+    #[test]
+    fn vision_k_quants_cover_the_tower_and_leave_the_patch_embedding_f16() {
+        for (vt, ty) in [(VisionType::Q6K, GgmlType::Q6_K), (VisionType::Q5K, GgmlType::Q5_K), (VisionType::Q4K, GgmlType::Q4_K)] {
+            let p = Policy::new(Preset::Q4K, vt);
+            assert_eq!(vt.flag(), ty.name());
+            for (name, ne) in [
+                ("v.blk.{bid}.attn_qkv.weight", [1536u64, 4608]),
+                ("v.blk.{bid}.attn_out.weight", [1536, 1536]),
+                ("v.blk.{bid}.ffn_gate.weight", [1536, 4096]),
+                ("v.blk.{bid}.ffn_down.weight", [4096, 1536]),
+                ("mm.model.mlp.1.weight", [6144, 2048]),
+                ("mm.model.mlp.3.weight", [2048, 2048]),
+            ] {
+                assert_eq!(p.choose(entry(name), &ne, Some(0), 24), Choice { ty, fallback_from: None }, "{name}");
+            }
+            let patch = p.choose(entry("v.patch_embd.weight"), &[14, 14, 3, 1536], None, 24);
+            assert_eq!(patch, Choice { ty: GgmlType::F16, fallback_from: Some(ty) });
+            assert_eq!(p.choose(entry("v.position_embd.weight"), &[1536, 1024], None, 24).ty, GgmlType::F32);
+            assert_eq!(p.choose(entry("v.blk.{bid}.ln1.weight"), &[1536], Some(0), 24).ty, GgmlType::F32);
+            // a 64-wide test tower cannot hold 256-blocks: the fallback chain decides
+            let small = p.choose(entry("v.blk.{bid}.attn_qkv.weight"), &[64, 192], Some(0), 2).ty;
+            assert_eq!(small, fallback(ty, 64));
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@ use super::graph::{Context, Graph, GraphError, Tensor};
 use super::llama::MAX_THREADS;
 use super::shim;
 use super::sys;
-use std::ffi::{CStr, CString};
+use sail_format::GgmlType;
+use std::ffi::{c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -348,6 +350,95 @@ impl Executor {
                 (b.name().to_string(), n)
             })
             .collect()
+    }
+}
+
+/// One timed step of a profiled graph run: a node, together with the nodes ggml ran with it
+/// (views, which cost nothing, and an RMSNorm, which the CPU backend fuses with the multiply
+/// after it: timing them apart would time a graph ggml never runs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    /// The node that ends the step.
+    pub name: String,
+    /// ggml's description of its op (`MUL_MAT`, `SOFT_MAX`, `FLASH_ATTN_EXT`, `GELU_ERF`, …).
+    pub op: String,
+    /// The ops of the nodes run in the same step before it (`RMS_NORM`, `RESHAPE`, …).
+    pub folded: Vec<String>,
+    /// Its first source's type and whether that source is a weight (lives in a weight buffer).
+    pub src0: Option<(GgmlType, bool)>,
+    pub ns: u64,
+}
+
+#[derive(Default)]
+struct Recorder {
+    start: Option<Instant>,
+    folded: Vec<String>,
+    steps: Vec<NodeTime>,
+}
+
+fn op_desc(t: &sys::ggml_tensor) -> String {
+    // SAFETY: t is a live node; ggml_op_desc returns a static string.
+    cstr(unsafe { sys::ggml_op_desc(t) })
+}
+
+/// The scheduler's eval callback: asked before each node whether to stop after it (yes, except
+/// for nodes folded into the next step), then told when the step has run.
+unsafe extern "C" fn record_step(t: *mut sys::ggml_tensor, ask: bool, user: *mut c_void) -> bool {
+    // SAFETY: `user` is the `Recorder` that `compute_profiled` borrows mutably for the whole
+    // compute call, and nothing else touches it meanwhile; `t` is a live node of that graph.
+    let (rec, t) = unsafe { (&mut *(user as *mut Recorder), &*t) };
+    if ask {
+        rec.start.get_or_insert_with(Instant::now);
+        let fold =
+            matches!(t.op, sys::GGML_OP_NONE | sys::GGML_OP_RESHAPE | sys::GGML_OP_VIEW | sys::GGML_OP_PERMUTE | sys::GGML_OP_TRANSPOSE)
+                || t.op == sys::GGML_OP_RMS_NORM;
+        if fold {
+            rec.folded.push(op_desc(t));
+        }
+        return !fold;
+    }
+    let ns = rec.start.take().map_or(0, |s| s.elapsed().as_nanos() as u64);
+    // SAFETY: a non-null source of a live node is a live tensor.
+    let src0 = unsafe { t.src[0].as_ref() }.and_then(|s| {
+        // SAFETY: a non-null buffer of a live tensor is live while the graph is.
+        let usage = (!s.buffer.is_null()).then(|| unsafe { sys::ggml_backend_buffer_get_usage(s.buffer) });
+        GgmlType::from_id(s.type_).map(|ty| (ty, usage == Some(sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS)))
+    });
+    let name: Vec<u8> = t.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    rec.steps.push(NodeTime {
+        name: String::from_utf8_lossy(&name).into_owned(),
+        op: op_desc(t),
+        folded: std::mem::take(&mut rec.folded),
+        src0,
+        ns,
+    });
+    true
+}
+
+impl Executor {
+    /// Like [`Self::compute`], but runs the graph step by step and times each step (see
+    /// [`NodeTime`]). Costs a thread synchronisation per step, so the sum exceeds a plain run's
+    /// time by a little; the split between ops is what it is for.
+    pub fn compute_profiled(&mut self, g: &Graph<'_>) -> Result<Vec<NodeTime>, BackendError> {
+        let mut rec = Recorder::default();
+        // SAFETY: the callback and `rec` stay valid for the whole compute call; the callback is
+        // removed again before `rec` goes out of scope.
+        unsafe { sys::ggml_backend_sched_set_eval_callback(self.sched.as_ptr(), Some(record_step), (&mut rec as *mut Recorder).cast()) };
+        let result = self.compute(g);
+        // SAFETY: as above; NULL removes the callback.
+        unsafe { sys::ggml_backend_sched_set_eval_callback(self.sched.as_ptr(), None, std::ptr::null_mut()) };
+        result?;
+        if let Some(s) = rec.start.take() {
+            // folded nodes at the very end of the graph, never reported by ggml
+            rec.steps.push(NodeTime {
+                name: String::new(),
+                op: "(tail)".into(),
+                folded: rec.folded,
+                src0: None,
+                ns: s.elapsed().as_nanos() as u64,
+            });
+        }
+        Ok(rec.steps)
     }
 }
 

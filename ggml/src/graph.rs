@@ -364,6 +364,45 @@ impl Context {
         Ok(self.wrap(unsafe { sys::ggml_view_3d(self.raw(), a.raw(), ne[0], ne[1], ne[2], nb1, nb2, offset) }, "view_3d"))
     }
 
+    /// A 4-D view with explicit strides (bytes) and byte offset.
+    pub fn view_4d<'a>(&'a self, a: Tensor<'a>, ne: [i64; 4], nb: [usize; 3], offset: usize) -> R<'a> {
+        let elt = a.nb()[0];
+        let last = offset + ((ne[0] - 1) as usize) * elt + (1..4).map(|i| ((ne[i] - 1) as usize) * nb[i - 1]).sum::<usize>() + elt;
+        if ne.iter().any(|&d| d <= 0) || last > a.n_bytes() {
+            return Err(GraphError::Shape { op: "view_4d", why: format!("{ne:?} at {offset} exceeds {} bytes", a.n_bytes()) });
+        }
+        // SAFETY: the view stays within a's bytes (checked).
+        let p = unsafe { sys::ggml_view_4d(self.raw(), a.raw(), ne[0], ne[1], ne[2], ne[3], nb[0], nb[1], nb[2], offset) };
+        Ok(self.wrap(p, "view_4d"))
+    }
+
+    /// Fused attention softmax(scale · Kᵀ Q) V without a mask, accumulated in f32. `q`
+    /// [d, n_q, heads, T], `k` [d, n_kv, heads, T], `v` [d_v, n_kv, heads, T] (rows contiguous,
+    /// the rest may be strided views) → [d_v, heads, n_q, T], contiguous.
+    pub fn flash_attn<'a>(&'a self, q: Tensor<'a>, k: Tensor<'a>, v: Tensor<'a>, scale: f32) -> R<'a> {
+        let (qn, kn, vn) = (q.ne(), k.ne(), v.ne());
+        let rows_contiguous = [q, k, v].iter().all(|t| t.ty().is_some_and(|ty| t.nb()[0] == ty.type_size()));
+        if qn[0] != kn[0] || kn[1] != vn[1] || kn[2] != vn[2] || qn[2] % kn[2] != 0 || qn[3] != kn[3] || qn[3] != vn[3] || !rows_contiguous
+        {
+            return Err(GraphError::Shape {
+                op: "flash_attn_ext",
+                why: format!("q {qn:?}, k {kn:?}, v {vn:?} (rows contiguous: {rows_contiguous})"),
+            });
+        }
+        if q.ty() != Some(GgmlType::F32) || k.ty() != v.ty() {
+            return Err(GraphError::Shape {
+                op: "flash_attn_ext",
+                why: format!("q {:?}, k {:?}, v {:?}: q must be f32, k and v alike", q.ty(), k.ty(), v.ty()),
+            });
+        }
+        // SAFETY: shapes and types satisfy ggml_flash_attn_ext's asserts (checked); a NULL mask
+        // is allowed with max_bias 0.
+        let p = unsafe { sys::ggml_flash_attn_ext(self.raw(), q.raw(), k.raw(), v.raw(), std::ptr::null_mut(), scale, 0.0, 0.0) };
+        // SAFETY: p is the FLASH_ATTN_EXT node just created.
+        unsafe { sys::ggml_flash_attn_ext_set_prec(p, sys::GGML_PREC_F32) };
+        Ok(self.wrap(p, "flash_attn_ext"))
+    }
+
     /// 2-D im2col of `input` [W, H, C, N] for kernel `kernel` [KW, KH, C, OC] with stride =
     /// kernel size and no padding, in f32 (ggml_conv_2d would round pixels to f16).
     pub fn im2col_patches<'a>(&'a self, kernel: Tensor<'a>, input: Tensor<'a>) -> R<'a> {

@@ -14,7 +14,7 @@ pub mod rpc;
 mod shim;
 mod weights;
 
-pub use backend::{devices, registries, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor};
+pub use backend::{devices, registries, Backend, BackendError, Buffer, DeviceInfo, DeviceKind, Executor, NodeTime};
 pub use graph::{Context, Graph, GraphError, Tensor};
 pub use llama::{
     check_threads, init as llama_init, take_buffer_reports, BufferReport, ContextParams, LlamaContext, LlamaError, LlamaModel, ModelParams,

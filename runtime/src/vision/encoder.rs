@@ -5,13 +5,15 @@
 //! dump it. Deliberate choices, each measured against the reference (spec §7):
 //! - the patch embedding is im2col in f32 + matmul (`ggml_conv_2d` rounds pixels to f16);
 //! - RMSNorm, then the position embedding (SAIL's order, not mtmd's);
-//! - attention as matmul + softmax in f32 (flash attention's f16 K/V costs ~1e-3);
+//! - attention through ggml's fused attention on the CPU, with f32 K/V read straight out of the
+//!   QKV projection (no copies, no score matrix; exact to ~1e-7, where f16 K/V cost ~1e-3), and
+//!   as matmul + softmax in f32 on other devices, whose fused kernels are not measured here;
 //! - exact erf GELU in the projector.
 
 use sail_format::gguf::{GgufError, GgufFile};
 use sail_format::names::instances;
 use sail_format::{validate, FilePart, GgmlType, HparamsError, PsVersion, ValidationError, VisionHparams};
-use sail_ggml::{Backend, BackendError, Context, Executor, GraphError, Tensor, Weights};
+use sail_ggml::{Backend, BackendError, Context, Executor, GraphError, NodeTime, Tensor, Weights};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -58,6 +60,39 @@ impl Default for EncoderParams {
     }
 }
 
+/// How the graph computes attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// ggml's fused attention (`ggml_flash_attn_ext`) over f32 views of the QKV projection.
+    Fused,
+    /// Q·Kᵀ, softmax and ·V as separate ops with the score matrix in memory.
+    Products,
+}
+
+/// One matrix shape of the tower as ggml multiplies it: the weight `name` ([k, n]) times [k, m]
+/// activations, `per_tile` times per tile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatmulShape {
+    pub name: &'static str,
+    pub weight_type: GgmlType,
+    pub k: i64,
+    pub n: i64,
+    pub m: i64,
+    pub per_tile: u32,
+}
+
+impl MatmulShape {
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.k * self.n * self.m) as f64
+    }
+}
+
+#[derive(Debug)]
+struct Runner {
+    exec: Executor,
+    attention: Attention,
+}
+
 /// A loaded vision tower.
 #[derive(Debug)]
 pub struct VisionEncoder {
@@ -66,7 +101,7 @@ pub struct VisionEncoder {
     // After the weights: their buffer is freed before its backend. A backend computes one graph
     // at a time, so sessions on other threads take turns through the lock (which also makes a
     // shared `Model` `Sync`); the scheduler inside keeps its compute buffers between images.
-    exec: Mutex<Executor>,
+    runner: Mutex<Runner>,
 }
 
 impl VisionEncoder {
@@ -90,8 +125,23 @@ impl VisionEncoder {
         }
         backends.push(Backend::cpu(params.n_threads)?);
         let weights = Weights::load(file.clone(), &infos, &backends[0])?;
+        let attention = if backends[0].is_cpu() { Attention::Fused } else { Attention::Products };
         let exec = Executor::new(backends, Self::graph_size(&hp))?;
-        Ok(VisionEncoder { hp, weights, exec: Mutex::new(exec) })
+        Ok(VisionEncoder { hp, weights, runner: Mutex::new(Runner { exec, attention }) })
+    }
+
+    fn runner(&self) -> std::sync::MutexGuard<'_, Runner> {
+        self.runner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn attention(&self) -> Attention {
+        self.runner().attention
+    }
+
+    /// Chooses the attention kernels for later graphs (for comparisons; the default is
+    /// [`Attention::Fused`] on the CPU and [`Attention::Products`] elsewhere).
+    pub fn set_attention(&self, a: Attention) {
+        self.runner().attention = a;
     }
 
     fn graph_size(hp: &VisionHparams) -> usize {
@@ -109,7 +159,7 @@ impl VisionEncoder {
     }
 
     pub fn set_threads(&mut self, n: usize) -> Result<(), VisionError> {
-        Ok(self.exec.get_mut().unwrap_or_else(|e| e.into_inner()).set_threads(n)?)
+        Ok(self.runner.get_mut().unwrap_or_else(|e| e.into_inner()).exec.set_threads(n)?)
     }
 
     pub fn weights_are_mapped(&self) -> bool {
@@ -118,18 +168,22 @@ impl VisionEncoder {
 
     /// Bytes of compute buffers the encoder holds between images (all backends).
     pub fn compute_buffer_bytes(&self) -> usize {
-        self.exec.lock().unwrap_or_else(|e| e.into_inner()).buffer_sizes().iter().map(|(_, n)| n).sum()
+        self.runner.lock().unwrap_or_else(|e| e.into_inner()).exec.buffer_sizes().iter().map(|(_, n)| n).sum()
     }
 
     fn w(&self, name: &str) -> Tensor<'_> {
         self.weights.get(name).unwrap_or_else(|| panic!("weight {name} checked at load"))
     }
 
-    /// Activation bytes one tile needs at peak (attention scores dominate); saturates.
+    /// Activation bytes one tile needs at peak (with separate products, the attention scores
+    /// dominate); saturates.
     pub fn bytes_per_tile(&self) -> usize {
         let n = self.hp.n_positions();
         let (c, f, h) = (self.hp.n_embd as u64, self.hp.n_ff as u64, self.hp.n_head as u64);
-        let scores = n.saturating_mul(n).saturating_mul(h).saturating_mul(8);
+        let scores = match self.attention() {
+            Attention::Products => n.saturating_mul(n).saturating_mul(h).saturating_mul(8),
+            Attention::Fused => 0,
+        };
         let acts = n.saturating_mul(c.saturating_mul(9).saturating_add(f.saturating_mul(3))).saturating_mul(4);
         usize::try_from(scores.saturating_add(acts)).unwrap_or(usize::MAX)
     }
@@ -167,13 +221,90 @@ impl VisionEncoder {
         self.run(pixels, n_tiles, Some(dump))
     }
 
+    /// Encodes one tile step by step, timing each step (see [`NodeTime`]): where a tile's time
+    /// goes. Steps of the projector are named `mlp1.*`, those of the patch embedding `patch.*`.
+    pub fn profile_tile(&self, pixels: &[f32]) -> Result<Vec<NodeTime>, VisionError> {
+        let s = self.hp.image_size as usize;
+        if pixels.len() != 3 * s * s {
+            return Err(VisionError::Pixels { got: pixels.len(), tiles: 1, size: self.hp.image_size });
+        }
+        let mut runner = self.runner();
+        let graph_size = Self::graph_size(&self.hp);
+        let ctx = Context::new(graph_size * 2, graph_size)?;
+        let (input, out) = self.build(&ctx, 1, runner.attention)?;
+        let graph = ctx.build_graph(graph_size, &[out]);
+        runner.exec.alloc(&graph)?;
+        input.set_f32(pixels)?;
+        Ok(runner.exec.compute_profiled(&graph)?)
+    }
+
+    /// The distinct matrix shapes of one tile (block 0's weights stand for every block's).
+    pub fn matmul_shapes(&self) -> Vec<MatmulShape> {
+        let hp = &self.hp;
+        let blocks = self.run_blocks() as u32;
+        let (n, toks) = (hp.n_positions() as i64, hp.tokens_per_tile() as i64);
+        let shape = |name: &'static str, m: i64, per_tile: u32| {
+            let w = self.w(name);
+            let [k, out, _, _] = w.ne();
+            MatmulShape { name, weight_type: w.ty().unwrap_or(GgmlType::F32), k, n: out, m, per_tile }
+        };
+        vec![
+            shape("v.blk.0.attn_qkv.weight", n, blocks),
+            shape("v.blk.0.attn_out.weight", n, blocks),
+            shape("v.blk.0.ffn_gate.weight", n, blocks),
+            shape("v.blk.0.ffn_up.weight", n, blocks),
+            shape("v.blk.0.ffn_down.weight", n, blocks),
+            shape("mm.model.mlp.1.weight", toks, 1),
+            shape("mm.model.mlp.3.weight", toks, 1),
+        ]
+    }
+
+    /// ggml's own matmul on this encoder's weights, backends and threads: each of
+    /// [`Self::matmul_shapes`] once, times `n` (in that order). The yardstick a tile's
+    /// throughput is measured against.
+    pub fn time_matmuls(&self) -> Result<Vec<(MatmulShape, u64)>, VisionError> {
+        let shapes = self.matmul_shapes();
+        let mut runner = self.runner();
+        let ctx = Context::new(4 * shapes.len() + 8, 64)?;
+        let mut ins = Vec::new();
+        let mut outs = Vec::new();
+        for (i, sh) in shapes.iter().enumerate() {
+            let x = ctx.new_tensor(GgmlType::F32, &[sh.k, sh.m])?.set_input();
+            outs.push(ctx.mul_mat(self.w(sh.name), x)?.set_name(&format!("yardstick.{i}")).set_output());
+            ins.push(x);
+        }
+        let graph = ctx.build_graph(64, &outs);
+        runner.exec.alloc(&graph)?;
+        for (x, sh) in ins.iter().zip(&shapes) {
+            x.set_f32(&(0..sh.k * sh.m).map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 1000.0).collect::<Vec<_>>())?;
+        }
+        let steps = runner.exec.compute_profiled(&graph)?;
+        let mut times = Vec::new();
+        for (i, sh) in shapes.into_iter().enumerate() {
+            let name = format!("yardstick.{i}");
+            let ns = steps.iter().filter(|st| st.name == name).map(|st| st.ns).sum();
+            times.push((sh, ns));
+        }
+        Ok(times)
+    }
+
+    fn run_blocks(&self) -> i64 {
+        let hp = &self.hp;
+        let last_block = if hp.select_layer < 0 { hp.n_layer as i64 + hp.select_layer as i64 } else { hp.select_layer as i64 };
+        if hp.select_layer == -1 {
+            hp.n_layer as i64
+        } else {
+            last_block + 1
+        }
+    }
+
     fn run(&self, pixels: &[f32], t: usize, dump: Option<&[&str]>) -> Result<(Vec<f32>, Vec<Dump>), VisionError> {
         // Held for the whole run: graphs read the shared weight tensors and compute on the
         // shared backends.
-        let mut exec = self.exec.lock().unwrap_or_else(|e| e.into_inner());
+        let mut runner = self.runner();
         let graph_size = Self::graph_size(&self.hp);
         let ctx = Context::new(graph_size * 2, graph_size)?;
-        let (input, out) = self.build(&ctx, t)?;
+        let (input, out) = self.build(&ctx, t, runner.attention)?;
         let mut outputs = vec![out];
         if let Some(names) = dump {
             for n in names {
@@ -183,9 +314,9 @@ impl VisionEncoder {
             }
         }
         let graph = ctx.build_graph(graph_size, &outputs);
-        exec.alloc(&graph)?;
+        runner.exec.alloc(&graph)?;
         input.set_f32(pixels)?;
-        exec.compute(&graph)?;
+        runner.exec.compute(&graph)?;
         let result = out.get_f32()?;
         let mut dumps = Vec::new();
         for x in &outputs[1..] {
@@ -195,7 +326,7 @@ impl VisionEncoder {
     }
 
     /// The graph for `t` tiles; returns (pixel input, projector output).
-    fn build<'a>(&'a self, ctx: &'a Context, t: usize) -> Result<(Tensor<'a>, Tensor<'a>), VisionError> {
+    fn build<'a>(&'a self, ctx: &'a Context, t: usize, attention: Attention) -> Result<(Tensor<'a>, Tensor<'a>), VisionError> {
         let hp = &self.hp;
         let (s, p, c) = (hp.image_size as i64, hp.patch_size as i64, hp.n_embd as i64);
         let g = s / p; // patches per side
@@ -210,11 +341,11 @@ impl VisionEncoder {
 
         // 1. patch embedding: im2col (f32) · proj.weight + proj.bias → [C, N, T]
         let kernel = self.w("v.patch_embd.weight"); // [P, P, 3, C]
-        let cols = ctx.im2col_patches(kernel, input)?; // [3·P·P, G, G, T]
+        let cols = ctx.im2col_patches(kernel, input)?.set_name("patch.im2col"); // [3·P·P, G, G, T]
         let cols = ctx.reshape(cols, &[3 * p * p, n * t])?;
         let k2 = ctx.reshape(kernel, &[3 * p * p, c])?;
-        let x = ctx.mul_mat(k2, cols)?; // [C, N·T]
-        let x = ctx.add(x, self.w("v.patch_embd.bias"))?;
+        let x = ctx.mul_mat(k2, cols)?.set_name("patch.matmul"); // [C, N·T]
+        let x = ctx.add(x, self.w("v.patch_embd.bias"))?.set_name("patch.bias");
         let x = ctx.reshape(x, &[c, n, t])?.set_name("patch_embd");
 
         // 2. patchifier.norm (RMSNorm), then 3. + pos_embed (first N rows, no interpolation)
@@ -223,27 +354,36 @@ impl VisionEncoder {
         let mut x = ctx.add(x, self.w("v.position_embd.weight"))?.set_name("embeddings");
 
         // 4. blocks; select_layer picks the raw output of block k, or (−1) the post-normed last
-        let last_block = if hp.select_layer < 0 { hp.n_layer as i64 + hp.select_layer as i64 } else { hp.select_layer as i64 };
-        let run_blocks = if hp.select_layer == -1 { hp.n_layer as i64 } else { last_block + 1 };
-        for i in 0..run_blocks {
+        for i in 0..self.run_blocks() {
             let b = |n: &str| format!("v.blk.{i}.{n}");
             // 4a. attention: x += proj(MHA(norm_1(x)))
             let h = ctx.mul(ctx.rms_norm(x, eps)?, self.w(&b("ln1.weight")))?;
             let qkv = ctx.mul_mat(self.w(&b("attn_qkv.weight")), h)?; // [3C, N, T]
-            let row = qkv.nb()[1];
-            let split = |k: i64| -> Result<Tensor<'a>, GraphError> {
-                // columns [k·C, (k+1)·C) of qkv, as [hd, heads, N, T] then [hd, N, heads, T]
-                let v = ctx.view_3d(qkv, [c, n, t], row, qkv.nb()[2], (k * c) as usize * 4)?;
-                let v = ctx.cont(v)?;
-                let v = ctx.reshape(v, &[hd, heads, n, t])?;
-                ctx.permute(v, [0, 2, 1, 3])
+            let attn = match attention {
+                Attention::Fused => {
+                    // Q, K, V as [hd, N, heads, T] views of the projection: no copies
+                    let nb = qkv.nb();
+                    let head = |k: i64| ctx.view_4d(qkv, [hd, n, heads, t], [nb[1], hd as usize * 4, nb[2]], (k * c) as usize * 4);
+                    ctx.flash_attn(head(0)?, head(1)?, head(2)?, 1.0 / (hd as f32).sqrt())?
+                    // [hd, heads, N, T]
+                }
+                Attention::Products => {
+                    let row = qkv.nb()[1];
+                    let split = |k: i64| -> Result<Tensor<'a>, GraphError> {
+                        // columns [k·C, (k+1)·C) of qkv, as [hd, heads, N, T] then [hd, N, heads, T]
+                        let v = ctx.view_3d(qkv, [c, n, t], row, qkv.nb()[2], (k * c) as usize * 4)?;
+                        let v = ctx.cont(v)?;
+                        let v = ctx.reshape(v, &[hd, heads, n, t])?;
+                        ctx.permute(v, [0, 2, 1, 3])
+                    };
+                    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+                    let scores = ctx.mul_mat(k, q)?; // [N_k, N_q, heads, T]
+                    let probs = ctx.soft_max_scaled(scores, 1.0 / (hd as f32).sqrt())?;
+                    let vt = ctx.cont(ctx.permute(v, [1, 0, 2, 3])?)?; // [N, hd, heads, T]
+                    let attn = ctx.mul_mat(vt, probs)?; // [hd, N_q, heads, T]
+                    ctx.cont(ctx.permute(attn, [0, 2, 1, 3])?)? // [hd, heads, N, T]
+                }
             };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = ctx.mul_mat(k, q)?; // [N_k, N_q, heads, T]
-            let probs = ctx.soft_max_scaled(scores, 1.0 / (hd as f32).sqrt())?;
-            let vt = ctx.cont(ctx.permute(v, [1, 0, 2, 3])?)?; // [N, hd, heads, T]
-            let attn = ctx.mul_mat(vt, probs)?; // [hd, N_q, heads, T]
-            let attn = ctx.cont(ctx.permute(attn, [0, 2, 1, 3])?)?; // [hd, heads, N, T]
             let attn = ctx.reshape(attn, &[c, n, t])?;
             let attn = ctx.mul_mat(self.w(&b("attn_out.weight")), attn)?;
             x = ctx.add(x, attn)?.set_name(&format!("blk.{i}.attn_out"));
@@ -272,11 +412,14 @@ impl VisionEncoder {
         let f = f.set_name("shuffle");
 
         // 7. mlp1: LayerNorm → Linear → GELU(erf) → Linear
-        let y = ctx.norm(f, hp.proj_ln_eps)?;
-        let y = ctx.add(ctx.mul(y, self.w("mm.model.mlp.0.weight"))?, self.w("mm.model.mlp.0.bias"))?;
-        let y = ctx.add(ctx.mul_mat(self.w("mm.model.mlp.1.weight"), y)?, self.w("mm.model.mlp.1.bias"))?;
-        let y = ctx.gelu_erf(y)?;
-        let y = ctx.add(ctx.mul_mat(self.w("mm.model.mlp.3.weight"), y)?, self.w("mm.model.mlp.3.bias"))?;
+        let y = ctx.norm(f, hp.proj_ln_eps)?.set_name("mlp1.norm");
+        let y = ctx.mul(y, self.w("mm.model.mlp.0.weight"))?.set_name("mlp1.0.mul");
+        let y = ctx.add(y, self.w("mm.model.mlp.0.bias"))?.set_name("mlp1.0.add");
+        let y = ctx.mul_mat(self.w("mm.model.mlp.1.weight"), y)?.set_name("mlp1.1.matmul");
+        let y = ctx.add(y, self.w("mm.model.mlp.1.bias"))?.set_name("mlp1.1.add");
+        let y = ctx.gelu_erf(y)?.set_name("mlp1.gelu");
+        let y = ctx.mul_mat(self.w("mm.model.mlp.3.weight"), y)?.set_name("mlp1.3.matmul");
+        let y = ctx.add(y, self.w("mm.model.mlp.3.bias"))?;
         let y = y.set_name("mlp1.out").set_output();
         Ok((input, y))
     }
