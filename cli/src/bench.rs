@@ -5,8 +5,8 @@ use crate::args::ModelArgs;
 use anyhow::Result;
 use clap::Args;
 use sail::bench::{
-    alternate, bench_vision, cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, median, peak_rss, reset_peak_rss, FirstToken,
-    MemorySplit, RpcTraffic, Spread, VisionBench, VisionBenchParams,
+    alternate, bench_vision, cpu_seconds, first_token, llama_alone, load_average, matmul_gflops, median, peak_rss, reset_peak_rss,
+    FirstToken, MemorySplit, RpcTraffic, Spread, VisionBench, VisionBenchParams,
 };
 use sail::cache::Hit;
 use sail::format::GgmlType;
