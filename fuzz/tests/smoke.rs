@@ -3,7 +3,6 @@
 //! by name instead of taking the test harness down. Long runs: scripts/fuzz.sh.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sail-fuzz");
