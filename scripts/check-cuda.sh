@@ -37,7 +37,10 @@ if [ "${1:-}" = "--pack" ]; then
   STAGE=$(mktemp -d)
   trap 'rm -rf "$STAGE"' EXIT
   mkdir -p "$STAGE/bin" "$PACK"
-  for f in "$R/sail" "$R/sail-convert" "$R/sail-gen" "${LIBS[@]}" "$R/libggml-cuda.so"; do
+  # libggml-cuda comes in through ldd when the binaries link it; otherwise (loaded as a backend
+  # module) it is added by its file name
+  printf '%s\n' "${LIBS[@]}" | grep -q '/libggml-cuda\.so' || LIBS+=("$R/libggml-cuda.so")
+  for f in "$R/sail" "$R/sail-convert" "$R/sail-gen" "${LIBS[@]}"; do
     cp -L "$f" "$STAGE/bin/"
   done
   strip --strip-unneeded "$STAGE"/bin/*
