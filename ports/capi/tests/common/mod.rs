@@ -66,15 +66,20 @@ pub fn built(file: &str) -> PathBuf {
 }
 
 /// A folder holding the libraries under their installed names, libsail.a and libsail.so
-/// (symlinks to cargo's libsail_capi.*).
+/// (symlinks to cargo's libsail_capi.*). Made once per test process: tests run in parallel, and
+/// one re-creating the links while another links against them was a race.
 pub fn install_dir() -> PathBuf {
-    let d = tmp("lib");
-    for (from, to) in [("libsail_capi.a", "libsail.a"), ("libsail_capi.so", "libsail.so")] {
-        let link = d.join(to);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(built(from), &link).unwrap();
-    }
-    d
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tmp("lib");
+        for (from, to) in [("libsail_capi.a", "libsail.a"), ("libsail_capi.so", "libsail.so")] {
+            let link = d.join(to);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(built(from), &link).unwrap();
+        }
+        d
+    })
+    .clone()
 }
 
 pub fn cc() -> String {
