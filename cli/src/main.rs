@@ -47,7 +47,23 @@ enum Cmd {
 
 pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
+/// A reader that closes the pipe early (`sail info FILE | head -3`) is not an error of ours.
+/// Rust ignores SIGPIPE, so the print macros panic on EPIPE; end instead with the status a shell
+/// reports for a process stopped by SIGPIPE (128 + 13), without a panic message.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     // The RPC server keeps SIGINT's default action: it stops at once, mid-request or not.
     if !matches!(cli.cmd, Cmd::RpcServer(_)) {

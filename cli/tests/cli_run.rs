@@ -332,6 +332,20 @@ fn exists(p: &Path) -> bool {
     p.exists()
 }
 
+/// `sail info FILE | head -1`: the reader is gone before `sail` writes (a pipe whose read end is
+/// already closed), so every write fails with EPIPE. `sail` ends with 141, as if stopped by
+/// SIGPIPE, and prints no panic.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let (_, g) = small_dense();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = sail_command().args(["info", g.to_str().unwrap()]).stdout(writer).output().expect("run sail");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn device_listing_and_missing_backends() {
     let o = sail(&["info", "--devices"]);
