@@ -79,31 +79,43 @@ fn pad_len(n: u64) -> u64 {
     (a - n % a) % a
 }
 
+/// The header up to (not including) its alignment padding: magic, version, counts, the
+/// metadata, then one info per tensor as (name, dims, type id, offset in the data section).
+/// Shared by the checked writer and [`write_raw`], which differ only in where the infos come from.
+fn header<'a>(kvs: &[(String, Value)], n_tensors: usize, infos: impl Iterator<Item = (&'a str, &'a [u64], u32, u64)>) -> Vec<u8> {
+    let mut h = Vec::with_capacity(1 << 16);
+    h.extend_from_slice(GGUF_MAGIC);
+    h.extend_from_slice(&GGUF_VERSION.to_le_bytes());
+    h.extend_from_slice(&(n_tensors as u64).to_le_bytes());
+    h.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        put_str(&mut h, k);
+        put_value(&mut h, v);
+    }
+    for (name, ne, type_id, offset) in infos {
+        put_str(&mut h, name);
+        h.extend_from_slice(&(ne.len() as u32).to_le_bytes());
+        for d in ne {
+            h.extend_from_slice(&d.to_le_bytes());
+        }
+        h.extend_from_slice(&type_id.to_le_bytes());
+        h.extend_from_slice(&offset.to_le_bytes());
+    }
+    h
+}
+
 impl<W: Write> GgufWriter<W> {
     /// Writes the header for `kvs` and `tensors`; tensor data must then follow, in this order,
     /// through [`GgufWriter::write_tensor`].
     pub fn start(mut out: W, kvs: &[(String, Value)], tensors: Vec<PlannedTensor>) -> io::Result<Self> {
-        let mut h = Vec::with_capacity(1 << 16);
-        h.extend_from_slice(GGUF_MAGIC);
-        h.extend_from_slice(&GGUF_VERSION.to_le_bytes());
-        h.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-        h.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
-        for (k, v) in kvs {
-            put_str(&mut h, k);
-            put_value(&mut h, v);
-        }
         let mut offset = 0u64;
-        for t in &tensors {
-            put_str(&mut h, &t.name);
-            h.extend_from_slice(&(t.ne.len() as u32).to_le_bytes());
-            for d in &t.ne {
-                h.extend_from_slice(&d.to_le_bytes());
-            }
-            h.extend_from_slice(&t.ty.id().to_le_bytes());
-            h.extend_from_slice(&offset.to_le_bytes());
+        let infos = tensors.iter().map(|t| {
+            let at = offset;
             let n = t.n_bytes() as u64;
             offset += n + pad_len(n);
-        }
+            (t.name.as_str(), t.ne.as_slice(), t.ty.id(), at)
+        });
+        let mut h = header(kvs, tensors.len(), infos);
         h.resize(h.len() + pad_len(h.len() as u64) as usize, 0);
         out.write_all(&h)?;
         Ok(GgufWriter { out, tensors, next: 0, written: h.len() as u64, in_tensor: None })
@@ -184,24 +196,7 @@ pub struct RawTensor {
 /// Writes a GGUF file with exactly these metadata, tensor headers and data section; the data
 /// section starts at the next multiple of `alignment` after the header.
 pub fn write_raw(mut out: impl Write, kvs: &[(String, Value)], tensors: &[RawTensor], data: &[u8], alignment: usize) -> io::Result<()> {
-    let mut h = Vec::new();
-    h.extend_from_slice(GGUF_MAGIC);
-    h.extend_from_slice(&GGUF_VERSION.to_le_bytes());
-    h.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    h.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
-    for (k, v) in kvs {
-        put_str(&mut h, k);
-        put_value(&mut h, v);
-    }
-    for t in tensors {
-        put_str(&mut h, &t.name);
-        h.extend_from_slice(&(t.ne.len() as u32).to_le_bytes());
-        for d in &t.ne {
-            h.extend_from_slice(&d.to_le_bytes());
-        }
-        h.extend_from_slice(&t.type_id.to_le_bytes());
-        h.extend_from_slice(&t.offset.to_le_bytes());
-    }
+    let mut h = header(kvs, tensors.len(), tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.type_id, t.offset)));
     let a = alignment.max(1);
     h.resize(h.len().div_ceil(a) * a, 0);
     out.write_all(&h)?;
