@@ -138,6 +138,17 @@ fn take_log() -> Vec<String> {
     LOG.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
 }
 
+/// Why a shim call that returns NULL failed: llama.cpp's kept log lines, then the C++
+/// exception the shim caught, if any.
+fn failure_log() -> Vec<String> {
+    let mut log = take_log();
+    let e = shim::last_exception();
+    if !e.is_empty() {
+        log.push(e);
+    }
+    log
+}
+
 /// Initialises llama.cpp once per process and routes its log (to stderr only when verbose;
 /// warnings and errors are kept for error messages).
 pub fn init(verbose: bool) {
@@ -263,14 +274,7 @@ impl LlamaModel {
         // array llama_max_devices() long, both alive until the call returns; the returned model
         // is owned and freed in Drop. Through the shim: an exception comes back as NULL.
         let m = unsafe { shim::sail_shim_model_load(c.as_ptr(), p) };
-        let ptr = NonNull::new(m).ok_or_else(|| {
-            let mut log = take_log();
-            let e = shim::last_exception();
-            if !e.is_empty() {
-                log.push(e);
-            }
-            err(log)
-        })?;
+        let ptr = NonNull::new(m).ok_or_else(|| err(failure_log()))?;
         // SAFETY: the vocab belongs to the live model and lives as long as it.
         let vocab = NonNull::new(unsafe { sys::llama_model_get_vocab(ptr.as_ptr()) } as *mut _)
             .ok_or_else(|| err(vec!["model has no vocabulary".into()]))?;
@@ -479,14 +483,7 @@ impl LlamaContext {
         // SAFETY: model is live (we keep an Arc); params by value; freed in Drop. Through the
         // shim: an exception comes back as NULL.
         let c = unsafe { shim::sail_shim_init_from_model(model.raw(), cp) };
-        let ptr = NonNull::new(c).ok_or_else(|| {
-            let mut log = take_log();
-            let e = shim::last_exception();
-            if !e.is_empty() {
-                log.push(e);
-            }
-            LlamaError::Context { n_ctx: p.n_ctx, log }
-        })?;
+        let ptr = NonNull::new(c).ok_or_else(|| LlamaError::Context { n_ctx: p.n_ctx, log: failure_log() })?;
         // SAFETY: live context.
         let n_ctx = unsafe { sys::llama_n_ctx(ptr.as_ptr()) };
         Ok(LlamaContext { ptr, n_ctx, n_batch: cp.n_batch, abort, model })
